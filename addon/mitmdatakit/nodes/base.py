@@ -1,0 +1,232 @@
+"""The one interface every node type implements, and the registry of types.
+
+A node module defines one `Node` subclass and decorates it with `@register`.
+The graph, the runtime and the loader only ever talk to this interface, so a
+new node type is one new module under `mitmdatakit/nodes/`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import ConfigError, NodeError
+
+if TYPE_CHECKING:
+    from ..runtime import RunContext
+
+__all__ = [
+    "ConfigError",
+    "NodeError",
+    "Node",
+    "NodeSpec",
+    "Outputs",
+    "Phase",
+    "Ports",
+    "PortType",
+    "SELF",
+    "Skip",
+    "node_types",
+    "register",
+]
+
+SELF = "$self"
+"""The port name of a node-wise connection into or out of a single-value node."""
+
+
+class PortType(enum.StrEnum):
+    STRING = "string"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    OBJECT = "object"  # a node with fixed ports, seen as a whole
+    MAP = "map"  # string keys, any values (headers, query)
+    ANY = "any"
+
+    def accepts(self, value: Any) -> bool:
+        """Whether a run-time value fits this type (null always fits: unset)."""
+        if value is None or self is PortType.ANY:
+            return True
+        match self:
+            case PortType.STRING:
+                return isinstance(value, str)
+            case PortType.NUMBER:
+                return isinstance(value, (int, float)) and not isinstance(value, bool)
+            case PortType.BOOLEAN:
+                return isinstance(value, bool)
+            case PortType.MAP | PortType.OBJECT:
+                return isinstance(value, Mapping)
+        return False
+
+
+class Phase(enum.IntEnum):
+    REQUEST = 1  # before proxying (mitmproxy `request` hook)
+    RESPONSE = 2  # after the upstream answered (mitmproxy `response` hook)
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The ports on one side of a node.
+
+    `named` are the fixed ports with their types. `self_type` is set for
+    single-value nodes: their node-wise connection is the port `$self`.
+    `dynamic` allows port names chosen by the user (jq inputs, static
+    outputs); such ports are of type `any` unless `named` says otherwise.
+    """
+
+    named: Mapping[str, PortType] = field(default_factory=dict)
+    self_type: PortType | None = None
+    dynamic: bool = False
+
+    def type_of(self, port: str) -> PortType | None:
+        if port == SELF:
+            return self.self_type
+        if port in self.named:
+            return self.named[port]
+        return PortType.ANY if self.dynamic else None
+
+    @property
+    def is_object(self) -> bool:
+        """A node-wise connection to these ports is an object of `named`."""
+        return self.self_type is None
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One entry of a workflow's `nodes` list, as validated by the schema."""
+
+    name: str
+    type: str
+    index: int  # position in `nodes` (implicit nodes: -1)
+    attrs: Mapping[str, Any]  # everything but name/type/input(s)/output(s)
+    source: str = "<memory>"  # the workflow file, for error messages
+
+
+@dataclass
+class Skip:
+    """A node result that also skips other nodes (what `branch` returns)."""
+
+    outputs: dict[str, Any]
+    skip: frozenset[str]
+
+
+Outputs = Mapping[str, Any] | Skip
+
+
+class Node:
+    """Base of all node types.
+
+    Subclasses set `type_name` and `schema` (JSON-Schema `properties` of the
+    node's own attributes, plus `required`), validate their attributes in
+    `__init__` (raising `self.config_error(...)`), declare their ports and
+    implement `run`.
+
+    `run(inputs, ctx)` receives the values of the connected input ports (a
+    node-wise input arrives as `inputs["$self"]`) and returns a mapping of
+    output port to value (`{"$self": v}` for single-value nodes). It may be a
+    plain function (fast path, no task is created) or a coroutine function.
+    Raising `NodeError` fails the workflow with that message.
+    """
+
+    type_name: ClassVar[str]
+    schema: ClassVar[Mapping[str, Any]] = {"properties": {}}
+    """JSON-Schema fragment for the node's attributes: `properties`, `required`."""
+
+    implicit: ClassVar[bool] = False
+    """Implicit nodes (request, response, vault, ...) cannot be declared."""
+
+    partial_inputs: ClassVar[bool] = False
+    """Run even when some inputs come from skipped nodes (the implicit sinks)."""
+
+    def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.index = spec.index
+        self.workflow = workflow
+
+    # -- ports -------------------------------------------------------------
+
+    def input_ports(self) -> Ports:
+        return Ports()
+
+    def output_ports(self) -> Ports:
+        return Ports()
+
+    # -- planning hooks ----------------------------------------------------
+
+    def min_phase(self) -> Phase:
+        """The earliest phase the node can run in, beyond its data dependencies
+        (a property read of the upstream's response status must wait for it)."""
+        return Phase.REQUEST
+
+    def gated_nodes(self) -> Mapping[str, frozenset[str]]:
+        """Nodes whose running this node decides (branch: its then/else lists)."""
+        return {}
+
+    def static_outputs(self) -> Mapping[str, Any] | None:
+        """Outputs known when loading (static), checked against typed inputs."""
+        return None
+
+    def secret_outputs(self) -> frozenset[str]:
+        """Output ports whose values are secrets: redacted in traces and logs."""
+        return frozenset()
+
+    def bind(self, used_outputs: frozenset[str]) -> None:
+        """Told once after planning which output ports are connected."""
+
+    # -- execution ---------------------------------------------------------
+
+    def run(self, inputs: dict[str, Any], ctx: RunContext) -> Outputs | Awaitable[Outputs]:
+        raise NotImplementedError
+
+    # -- helpers -----------------------------------------------------------
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        value = self.spec.attrs.get(key)
+        return default if value is None else value
+
+    def config_error(self, message: str, field: str | None = None) -> ConfigError:
+        return ConfigError(
+            message,
+            file=self.spec.source,
+            node=self.name,
+            index=self.index,
+            node_type=self.type_name,
+            field=field,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name} node {self.name!r}>"
+
+
+@dataclass
+class WorkflowInfo:
+    """What a node may know about its workflow while it is built."""
+
+    name: str
+    source: str
+    resources: Mapping[str, Any]  # built resource objects by resource name
+    raw_resources: Mapping[str, Any]  # the `resources` block as written
+    upstreams: Mapping[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, type[Node]] = {}
+
+
+def register(cls: type[Node]) -> type[Node]:
+    """Class decorator: make a node type known by its `type_name`."""
+    name = cls.type_name
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise RuntimeError(f"node type {name!r} registered twice")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def node_types() -> Mapping[str, type[Node]]:
+    """All registered node types (importing the node modules first)."""
+    from . import load_all
+
+    load_all()
+    return _REGISTRY
