@@ -101,6 +101,7 @@ class NodeSpec:
     index: int  # position in `nodes` (implicit nodes: -1)
     attrs: Mapping[str, Any]  # everything but name/type/input(s)/output(s)
     source: str = "<memory>"  # the workflow file, for error messages
+    connections: Mapping[str, Any] = field(default_factory=dict)  # input(s)/output(s) as written
 
 
 @dataclass

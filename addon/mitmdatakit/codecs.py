@@ -1,0 +1,311 @@
+"""Payload conversion in one place: headers, query strings and bodies.
+
+Datakit's wire-facing ports (`request.headers`, `call.body`, ...) carry plain
+JSON-like values. These functions turn HTTP messages into such values and
+back, with the rules of SPEC §5.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, unquote_plus
+
+from .errors import CodecError
+
+HeaderMap = dict[str, str | list[str]]
+QueryMap = dict[str, str | None | list[str | None]]
+
+# Headers that describe the transfer, not the content: recomputed on write.
+TRANSFER_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+_FORBIDDEN_CHARS = ("\r", "\n", "\0")
+
+
+# -- headers ---------------------------------------------------------------
+
+
+def decode_headers(fields: Iterable[tuple[str, str]]) -> HeaderMap:
+    """Header fields → map of lowercase name to a string, or a list of
+    strings (in order) when the header is repeated."""
+    out: HeaderMap = {}
+    for name, value in fields:
+        key = name.lower()
+        prev = out.get(key)
+        if prev is None:
+            out[key] = value
+        elif isinstance(prev, list):
+            prev.append(value)
+        else:
+            out[key] = [prev, value]
+    return out
+
+
+def header_value_strings(name: str, value: Any) -> list[str] | None:
+    """The wire values for one header of a map (None: remove the header)."""
+    if not isinstance(name, str) or not name:
+        raise CodecError(f"invalid header name {name!r}")
+    _check_header_text(name, name)
+    if value is None:
+        return None
+    values = value if isinstance(value, list) else [value]
+    out = []
+    for item in values:
+        text = _scalar_text(item)
+        if text is None:
+            raise CodecError(f"invalid value for header {name!r}: {type(item).__name__} (expected string, number, boolean or a list of them)")
+        _check_header_text(name, text)
+        out.append(text)
+    return out
+
+
+def encode_headers(value: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A header map → header fields (for building a fresh message). `null`
+    entries are dropped."""
+    if not isinstance(value, Mapping):
+        raise CodecError(f"headers must be a map, got {json_type(value)}")
+    fields = []
+    for name, item in value.items():
+        texts = header_value_strings(name, item)
+        if texts:
+            fields.extend((name, text) for text in texts)
+    return fields
+
+
+def apply_headers(headers: Any, value: Mapping[str, Any]) -> None:
+    """Write a header map onto mitmproxy `Headers`: named headers are set
+    (replaced), `null` removes one, the others stay."""
+    if not isinstance(value, Mapping):
+        raise CodecError(f"headers must be a map, got {json_type(value)}")
+    changes = [(name, header_value_strings(name, item)) for name, item in value.items()]
+    for name, texts in changes:  # all validated before anything is written
+        if texts is None:
+            headers.pop(name, None)
+        else:
+            headers.set_all(name, texts)
+
+
+def _check_header_text(name: str, text: str) -> None:
+    if any(ch in text for ch in _FORBIDDEN_CHARS):
+        raise CodecError(f"header {name!r} contains CR, LF or NUL (header injection refused)")
+
+
+def _scalar_text(item: Any) -> str | None:
+    if isinstance(item, bool):
+        return "true" if item else "false"
+    if isinstance(item, str):
+        return item
+    if isinstance(item, int):
+        return str(item)
+    if isinstance(item, float):
+        return str(int(item)) if item.is_integer() else repr(item)
+    return None
+
+
+# -- query strings ---------------------------------------------------------
+
+
+def decode_query(raw: str) -> QueryMap:
+    """A raw query string → map; a key without `=` maps to None, repeated
+    keys to a list (in order)."""
+    out: QueryMap = {}
+    if not raw:
+        return out
+    for part in raw.split("&"):
+        if not part:
+            continue
+        if "=" in part:
+            k, v = part.split("=", 1)
+            key, val = unquote_plus(k), unquote_plus(v)
+        else:
+            key, val = unquote_plus(part), None
+        if key in out:
+            prev = out[key]
+            if isinstance(prev, list):
+                prev.append(val)
+            else:
+                out[key] = [prev, val]
+        else:
+            out[key] = val
+    return out
+
+
+def encode_query(value: Mapping[str, Any]) -> str:
+    """A query map → query string (without `?`). `null` encodes the bare key,
+    lists repeat the key."""
+    if not isinstance(value, Mapping):
+        raise CodecError(f"query must be a map, got {json_type(value)}")
+    parts = []
+    for key, item in value.items():
+        qkey = quote(str(key), safe="")
+        for element in item if isinstance(item, list) else [item]:
+            if element is None:
+                parts.append(qkey)
+                continue
+            text = _scalar_text(element)
+            if text is None:  # nested structures travel as JSON text
+                text = json.dumps(element, separators=(",", ":"))
+            parts.append(f"{qkey}={quote(text, safe='')}")
+    return "&".join(parts)
+
+
+# -- bodies ----------------------------------------------------------------
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_json_type(content_type: str | None) -> bool:
+    mt = media_type(content_type)
+    return mt == "application/json" or mt.endswith("+json")
+
+
+def is_form_type(content_type: str | None) -> bool:
+    return media_type(content_type) == "application/x-www-form-urlencoded"
+
+
+def bytes_to_text(content: bytes) -> str:
+    """Lossless bytes → str: bytes that are not UTF-8 survive as surrogates and
+    come back unchanged through `text_to_bytes`."""
+    return content.decode("utf-8", "surrogateescape")
+
+
+def text_to_bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+class BodyDecodeError(CodecError):
+    pass
+
+
+def decode_body(content: bytes | None, content_type: str | None, *, strict: bool = False) -> Any:
+    """A body → a JSON value for JSON content types, else a string.
+
+    An empty body is `null`. A JSON content type whose body does not parse is
+    an error when `strict` (call responses), otherwise it is passed on as the
+    raw string.
+    """
+    if not content:
+        return None
+    if is_json_type(content_type):
+        try:
+            return json.loads(content)
+        except ValueError as e:
+            if strict:
+                raise BodyDecodeError(f"invalid JSON body with content type {media_type(content_type)!r}: {e}") from None
+    return bytes_to_text(content)
+
+
+def encode_body(value: Any, content_type: str | None) -> tuple[bytes, str | None]:
+    """A body value → (bytes, content type to set or None to keep).
+
+    Strings are sent as they are. Other values are JSON-encoded and get
+    `application/json` unless `content_type` (what the headers input sets)
+    is already given; an object body with a form content type is
+    form-encoded instead.
+    """
+    if value is None:
+        return b"", None
+    if isinstance(value, str):
+        return text_to_bytes(value), None
+    if isinstance(value, bytes):
+        return value, None
+    if is_form_type(content_type) and isinstance(value, Mapping):
+        return encode_query(value).encode("ascii"), None
+    data = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8", "surrogateescape")
+    if content_type:
+        return data, None
+    return data, "application/json"
+
+
+def json_type(value: Any) -> str:
+    """The JSON type name of a value (for traces and error messages)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__
+
+
+def header_lookup(value: Mapping[str, Any] | None, name: str) -> Any:
+    """Case-insensitive lookup in a header map."""
+    if not value:
+        return None
+    lname = name.lower()
+    for key, item in value.items():
+        if isinstance(key, str) and key.lower() == lname:
+            return item
+    return None
+
+
+# -- mitmproxy messages ----------------------------------------------------
+
+
+def write_message(message: Any, headers: Mapping[str, Any] | None, body: Any, *, set_body: bool) -> None:
+    """Apply a workflow's `headers` and `body` inputs to a mitmproxy request
+    or response: headers are set or removed one by one, a new body gets its
+    Content-Type (when not a string) and a recomputed Content-Length."""
+    if headers is not None:
+        apply_headers(message.headers, headers)
+    if not set_body:
+        return
+    explicit = header_lookup(headers, "content-type") if headers else None
+    current = message.headers.get("content-type")
+    if explicit is None and is_form_type(current) and isinstance(body, Mapping):
+        explicit = current
+    data, content_type = encode_body(body, explicit)
+    if content_type is not None:
+        message.headers["content-type"] = content_type
+    message.content = data
+
+
+def message_query(message: Any) -> str:
+    path = message.path
+    return path.split("?", 1)[1] if "?" in path else ""
+
+
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def normalize_path(raw: str) -> str:
+    """The path as Kong normalizes it: percent-encoded unreserved characters
+    decoded, `.` and `..` segments resolved, repeated slashes merged."""
+    out = []
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "%" and i + 2 < len(raw) + 0 and _is_hex(raw[i + 1 : i + 3]):
+            decoded = chr(int(raw[i + 1 : i + 3], 16))
+            out.append(decoded if decoded in _UNRESERVED else raw[i : i + 3].upper())
+            i += 3
+            continue
+        out.append(ch)
+        i += 1
+    path = "".join(out)
+    segments: list[str] = []
+    parts = path.split("/")
+    for seg in parts:
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(seg)
+    result = "/" + "/".join(segments)
+    if len(parts) > 1 and parts[-1] in ("", ".", "..") and segments:
+        result += "/"
+    return result
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)

@@ -1,0 +1,241 @@
+"""Loading workflow files: shapes, schema validation, nodes, plan.
+
+`load_path(PATH)` takes a file or a directory and returns the workflows in
+order, or raises a ConfigError that names the file, node and field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+from .graph import IMPLICIT_NAMES, build_plan
+from .nodes.base import Node, NodeSpec, WorkflowInfo, node_types
+from .resources import resource_types
+from .schema import EXTENSION_KEYS, KONG_ENTITY_KEYS, build_schema, node_schema
+from .trace import Redactor
+from .workflow import Match, Workflow
+
+SUFFIXES = (".yaml", ".yml", ".json")
+CONNECTION_KEYS = ("input", "inputs", "output", "outputs")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML without silent duplicate keys (a duplicate is a mistake)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    mapping = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def workflow_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files a `datakit_config` value names: the file, or a directory's
+    *.yaml, *.yml and *.json in name order."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return sorted((f for f in p.iterdir() if f.suffix.lower() in SUFFIXES and f.is_file()), key=lambda f: f.name)
+    if p.is_file():
+        return [p]
+    raise ConfigError(f"no such file or directory: {str(p)!r}", file=str(p))
+
+
+def load_path(path: str | os.PathLike[str]) -> list[Workflow]:
+    return [load_file(f) for f in workflow_files(path)]
+
+
+def load_file(path: str | os.PathLike[str]) -> Workflow:
+    p = Path(path)
+    source = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read workflow file: {e}", file=source) from None
+    return load_text(text, source=source, default_name=p.stem, is_json=p.suffix.lower() == ".json")
+
+
+def parse_text(text: str, source: str, is_json: bool = False) -> Any:
+    try:
+        if is_json:
+            return json.loads(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except (ValueError, yaml.YAMLError) as e:
+        kind = "JSON" if is_json else "YAML"
+        raise ConfigError(f"invalid {kind}: {e}", file=source) from None
+    except RecursionError:
+        raise ConfigError("document nested too deeply", file=source) from None
+
+
+def load_text(text: str, source: str = "<memory>", default_name: str = "workflow", is_json: bool = False) -> Workflow:
+    return load_document(parse_text(text, source, is_json), source=source, default_name=default_name)
+
+
+def load_document(doc: Any, source: str = "<memory>", default_name: str = "workflow") -> Workflow:
+    """Build a workflow from a parsed document in any of the three shapes."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"a workflow must be a mapping with 'nodes' or 'config', got {_kind(doc)}", file=source)
+    doc = dict(doc)
+    if "config" in doc:
+        outer_keys = {**KONG_ENTITY_KEYS, **EXTENSION_KEYS}
+        _check_keys(doc, outer_keys, source, "")
+        config = doc["config"]
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"'config' must be a mapping, got {_kind(config)}", file=source, field="config")
+        prefix = "config."
+        enabled = doc.get("enabled")
+        name = doc.get("instance_name") or default_name
+    elif "nodes" in doc:
+        config = {k: v for k, v in doc.items() if k not in EXTENSION_KEYS}
+        prefix = ""
+        enabled = True
+        name = default_name
+    else:
+        raise ConfigError("a workflow needs 'nodes' (a Datakit config) or 'config' (a Kong plugin entity)", file=source)
+
+    _validate_top(doc, config, source, prefix)
+    nodes_raw = config["nodes"]
+
+    info = WorkflowInfo(
+        name=name,
+        source=source,
+        resources={},
+        raw_resources=dict(config.get("resources") or {}),
+        upstreams=dict(doc.get("upstreams") or {}),
+    )
+    for key, raw in info.raw_resources.items():
+        if raw is None:
+            continue
+        cls = resource_types()[key]
+        try:
+            info.resources[key] = cls(raw, source)
+        except ConfigError as e:
+            raise e.located(source) from None
+
+    specs, declared, connections = _build_nodes(nodes_raw, source, info, prefix)
+    try:
+        plan = build_plan(specs, connections, declared, info)
+    except ConfigError as e:
+        raise e.located(source) from None
+
+    secrets = [s for r in info.resources.values() for s in getattr(r, "secret_values", lambda: ())()]
+    return Workflow(
+        name=name,
+        source=source,
+        debug=bool(config.get("debug") or False),
+        enabled=enabled is not False,
+        match=Match.build(doc.get("match"), source),
+        plan=plan,
+        info=info,
+        secrets=secrets,
+        redactor=Redactor(secrets),
+    )
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _check_keys(doc: Mapping[str, Any], allowed: Mapping[str, Any], source: str, prefix: str) -> None:
+    for key in doc:
+        if key != "config" and key not in allowed:
+            raise ConfigError(f"unknown attribute {key!r}", file=source, field=f"{prefix}{key}")
+
+
+def _validate_top(doc: Mapping[str, Any], config: Mapping[str, Any], source: str, prefix: str) -> None:
+    """Everything above the node level, with the shipped schema's rules."""
+    defs = build_schema()["$defs"]
+    outer = defs["plugin"] if prefix else defs["bare"]
+    top_schema = {**outer, "properties": {k: v for k, v in outer["properties"].items() if k not in ("config", "nodes")}}
+    top_schema.pop("required", None)
+    _schema_check(top_schema, {k: v for k, v in doc.items() if k not in ("config", "nodes")}, source, "")
+    cfg_schema = defs["config"]
+    nodes_free = {**cfg_schema, "properties": {**cfg_schema["properties"], "nodes": {"type": "array", "minItems": 1}}}
+    _schema_check(nodes_free, config, source, prefix)
+
+
+def _schema_check(schema: Mapping[str, Any], value: Any, source: str, prefix: str, **where: Any) -> None:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(value), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if not errors:
+        return
+    error = jsonschema.exceptions.best_match(errors)
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        if extra:
+            path.append(extra[0])
+            message = f"unknown attribute {extra[0]!r}"
+        else:
+            message = error.message
+    elif error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else None
+        if missing:
+            path.append(missing)
+            message = "required attribute is missing"
+        else:
+            message = error.message
+    else:
+        message = error.message
+    raise ConfigError(message, file=source, field=prefix + ".".join(path) if path else (prefix.rstrip(".") or None), **where)
+
+
+def _strip_nulls(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, prefix: str) -> tuple[list[NodeSpec], list[Node], list[dict]]:
+    types = node_types()
+    seen: dict[str, int] = {}
+    specs, declared, connections = [], [], []
+    for index, raw in enumerate(nodes_raw):
+        field_base = f"{prefix}nodes[{index}]"
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"a node must be a mapping, got {_kind(raw)}", file=source, field=field_base)
+        raw = _strip_nulls(raw)
+        name = raw.get("name")
+        node_type = raw.get("type")
+        where = {"node": name if isinstance(name, str) else f"#{index}", "index": index}
+        if not isinstance(name, str):
+            raise ConfigError("required attribute is missing" if name is None else "must be a string", file=source, field="name", **where)
+        if not isinstance(node_type, str):
+            raise ConfigError("required attribute is missing" if node_type is None else "must be a string", file=source, field="type", **where)
+        cls = types.get(node_type)
+        if cls is None or cls.implicit:
+            known = ", ".join(sorted(t for t, c in types.items() if not c.implicit))
+            raise ConfigError(f"unknown node type {node_type!r} (known: {known})", file=source, field="type", **where)
+        where["node_type"] = node_type
+        if name in IMPLICIT_NAMES:
+            raise ConfigError(f"{name!r} is a reserved node name (an implicit node)", file=source, field="name", **where)
+        if name in seen:
+            raise ConfigError(f"duplicate node name {name!r} (also node #{seen[name]})", file=source, field="name", **where)
+        seen[name] = index
+        _schema_check(node_schema(node_type), raw, source, "", **where)
+        for a, b in (("input", "inputs"), ("output", "outputs")):
+            if a in raw and b in raw:
+                raise ConfigError(f"'{a}' and '{b}' are mutually exclusive", file=source, field=b, **where)
+        attrs = {k: v for k, v in raw.items() if k not in ("name", "type", *CONNECTION_KEYS)}
+        conns = {k: raw[k] for k in CONNECTION_KEYS if k in raw}
+        spec = NodeSpec(name=name, type=node_type, index=index, attrs=attrs, source=source, connections=conns)
+        try:
+            node = cls(spec, info)
+        except ConfigError as e:
+            raise e.located(source) from None
+        specs.append(spec)
+        declared.append(node)
+        connections.append(conns)
+    return specs, declared, connections

@@ -1,0 +1,348 @@
+"""The dependency graph: connection labels, port types, validation and plan.
+
+Built once per workflow when it loads. The result (`Plan`) is all the
+runtime needs: per node, where each input comes from, what it waits for,
+and in which phase it runs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .nodes.base import SELF, Node, NodeSpec, Phase, Ports, PortType, WorkflowInfo, node_types
+
+IMPLICIT_NAMES = ("request", "service_request", "service_response", "response", "vault")
+
+
+@dataclass(frozen=True)
+class Label:
+    """A parsed connection label: `NODE`, `NODE.PORT` or `NODE.PORT.KEY`."""
+
+    node: str
+    port: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Label:
+        parts = text.split(".", 2)
+        return cls(*parts) if all(parts) else cls("")
+
+    def __str__(self) -> str:
+        return ".".join(p for p in (self.node, self.port, self.key) if p is not None)
+
+
+@dataclass(frozen=True)
+class Conn:
+    """One resolved connection, as the runtime reads it.
+
+    `src_port` None: the source's node-wise value (a mapping of its ports for
+    object nodes). `dst_port` None: spread a mapping over the target's ports.
+    A key on either end reads or writes one entry of a map.
+    """
+
+    src: int
+    src_port: str | None
+    src_key: str | None
+    dst_port: str | None
+    dst_key: str | None
+    dst_type: PortType = PortType.ANY
+
+
+@dataclass
+class Plan:
+    nodes: list[Node]  # declared nodes first (index = position), then implicit ones
+    inputs: list[list[Conn]]
+    deps: list[frozenset[int]]  # data and control dependencies
+    dependents: list[list[int]]
+    phase: list[Phase]
+    gates: list[dict[str, frozenset[int]]]  # branch outcome -> nodes it enables
+    gated_by: list[frozenset[int]]
+    order: list[int]  # a topological order
+    by_name: dict[str, int]
+    needs_response_phase: bool = False
+    used_outputs: list[frozenset[str]] = field(default_factory=list)
+
+    def index(self, name: str) -> int | None:
+        return self.by_name.get(name)
+
+
+class _Builder:
+    def __init__(self, specs: Sequence[NodeSpec], declared: Sequence[Node], info: WorkflowInfo) -> None:
+        self.specs = list(specs)
+        self.nodes: list[Node] = list(declared)
+        self.info = info
+        self.by_name = {n.name: i for i, n in enumerate(self.nodes)}
+        self.inputs: list[list[Conn]] = [[] for _ in self.nodes]
+        # per target node: port -> list of (source node name, key or None)
+        self.taken: list[dict[str | None, list[tuple[str, str | None]]]] = [{} for _ in self.nodes]
+        self.used: list[set[str]] = [set() for _ in self.nodes]
+        self.control: list[set[int]] = [set() for _ in self.nodes]
+
+    # -- nodes -------------------------------------------------------------
+
+    def node(self, name: str, spec: NodeSpec, fieldname: str, label: str) -> int:
+        if name in self.by_name:
+            return self.by_name[name]
+        if name in IMPLICIT_NAMES:
+            cls = node_types()[name]
+            implicit = cls(NodeSpec(name=name, type=name, index=-1, attrs={}, source=self.info.source), self.info)
+            self.nodes.append(implicit)
+            self.inputs.append([])
+            self.taken.append({})
+            self.used.append(set())
+            self.control.append(set())
+            self.by_name[name] = len(self.nodes) - 1
+            return self.by_name[name]
+        raise _err(spec, fieldname, f"invalid connection {label!r}: unknown node {name!r}")
+
+    # -- connections -------------------------------------------------------
+
+    def connect(self, spec: NodeSpec, fieldname: str, src: Label, dst: Label, text: str) -> None:
+        si = self.node(src.node, spec, fieldname, text)
+        di = self.node(dst.node, spec, fieldname, text)
+        snode, dnode = self.nodes[si], self.nodes[di]
+        where = f'("{snode.name}" -> "{dnode.name}")'
+        if si == di:
+            raise _err(spec, fieldname, f"invalid dependency {where}: circular dependency")
+        sports, dports = snode.output_ports(), dnode.input_ports()
+        literal = snode.static_outputs()
+
+        # source end: its type (None = object of sports.named)
+        if src.port is None:
+            stype = sports.self_type if sports.self_type is not None else PortType.OBJECT
+            svalue = literal
+        else:
+            stype = sports.type_of(src.port)
+            if stype is None:
+                raise _err(spec, fieldname, f"invalid connection {where}: node {snode.name!r} has no output port {src.port!r}")
+            svalue = literal.get(src.port) if literal is not None else None
+            if src.key is not None:
+                if stype not in (PortType.MAP, PortType.ANY):
+                    raise _err(spec, fieldname, f"invalid connection {where}: output {snode.name}.{src.port} is a {stype}, it has no keys")
+                stype = PortType.ANY
+                svalue = svalue.get(src.key) if isinstance(svalue, Mapping) else None
+        src_port = SELF if (src.port is None and sports.self_type is not None) else src.port
+        if src.port is None and literal is not None:
+            src_port = None  # a static's node-wise value is its whole mapping
+        is_literal = literal is not None and (src.port is None or src.port in literal)
+
+        # target end
+        if dst.port is None and dports.self_type is not None:
+            dst = Label(dst.node, SELF)
+        if dst.port is None:
+            # node-wise into a node with fixed ports
+            named = dict(dports.named)
+            if stype is PortType.OBJECT and src.port is None:
+                shared = [p for p in (literal.keys() if literal is not None else sports.named) if p in named]
+                if not shared:
+                    raise _err(spec, fieldname, f"invalid connection {where}: no ports in common")
+                self._claim(spec, fieldname, di, None, None, snode.name, where)
+                for port in shared:
+                    value = literal[port] if literal is not None else None
+                    self._check_type(spec, fieldname, where, sports.type_of(port) or PortType.ANY, named[port], value, literal is not None, port)
+                    self._add(di, Conn(si, port, None, port, None, named[port]), si, port)
+                return
+            if stype is PortType.ANY:
+                self._claim(spec, fieldname, di, None, None, snode.name, where)
+                self._add(di, Conn(si, src_port, src.key, None, None, PortType.OBJECT), si, src_port)
+                return
+            raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: {stype} -> object")
+
+        dtype = dports.type_of(dst.port)
+        if dtype is None:
+            raise _err(spec, fieldname, f"invalid connection {where}: node {dnode.name!r} has no input port {dst.port!r}")
+        if dst.key is not None:
+            if dtype not in (PortType.MAP, PortType.ANY):
+                raise _err(spec, fieldname, f"invalid connection {where}: input {dnode.name}.{dst.port} is a {dtype}, it has no keys")
+            dtype = PortType.ANY
+        if stype is PortType.OBJECT and dtype is PortType.MAP and literal is None:
+            raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: object -> map")
+        self._check_type(spec, fieldname, where, stype, dtype, svalue, is_literal, dst.port)
+        self._claim(spec, fieldname, di, dst.port, dst.key, snode.name, where)
+        self._add(di, Conn(si, src_port, src.key, dst.port, dst.key, dtype), si, src_port)
+
+    def _check_type(self, spec, fieldname, where, stype: PortType, dtype: PortType, value: Any, is_literal: bool, port: str | None) -> None:
+        if is_literal:
+            if not dtype.accepts(value):
+                raise _err(spec, fieldname, f"invalid connection {where}: static value for {port!r} is not a {dtype}")
+            return
+        if dtype is PortType.ANY or stype is PortType.ANY or stype == dtype:
+            return
+        if stype is PortType.OBJECT and dtype is PortType.MAP:
+            raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: object -> map")
+        raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: {stype} -> {dtype}")
+
+    def _claim(self, spec, fieldname, di: int, port: str | None, key: str | None, src_name: str, where: str) -> None:
+        """Record that `port` (None: the whole node) of node `di` is fed, and
+        refuse a second feed of the same input."""
+        taken = self.taken[di]
+        dname = self.nodes[di].name
+        clash = None
+        if port is None:
+            for entries in taken.values():
+                if entries:
+                    clash = entries[0]
+                    break
+        else:
+            for other_key_src in taken.get(None, ()):
+                clash = other_key_src
+            for entry in taken.get(port, ()):
+                if key is None or entry[1] is None or entry[1] == key:
+                    clash = entry
+                    break
+        if clash is not None:
+            raise _err(spec, fieldname, f'invalid connection {where}: conflicts with existing connection ("{clash[0]}" -> "{dname}")')
+        taken.setdefault(port, []).append((src_name, key))
+
+    def _add(self, di: int, conn: Conn, si: int, src_port: str | None) -> None:
+        self.inputs[di].append(conn)
+        if src_port is None:
+            self.used[si].update(self.nodes[si].output_ports().named or ())
+            self.used[si].add(SELF)
+        else:
+            self.used[si].add(src_port)
+
+    # -- declarations --------------------------------------------------------
+
+    def declare_all(self, raw_nodes: Sequence[Mapping[str, Any]]) -> None:
+        for spec, raw, node in zip(self.specs, raw_nodes, self.nodes):
+            this = Label(node.name)
+            if raw.get("input") is not None:
+                self._declare(spec, "input", raw["input"], this, inbound=True)
+            for port, label in (raw.get("inputs") or {}).items():
+                if label is not None:
+                    self._declare(spec, f"inputs.{port}", label, Label(node.name, *port.split(".", 1)), inbound=True)
+            if raw.get("output") is not None:
+                self._declare(spec, "output", raw["output"], this, inbound=False)
+            for port, label in (raw.get("outputs") or {}).items():
+                if label is not None:
+                    self._declare(spec, f"outputs.{port}", label, Label(node.name, *port.split(".", 1)), inbound=False)
+
+    def _declare(self, spec: NodeSpec, fieldname: str, text: str, this: Label, inbound: bool) -> None:
+        other = Label.parse(text)
+        if not other.node:
+            raise _err(spec, fieldname, f"invalid connection label {text!r} (expected NODE, NODE.PORT or NODE.PORT.KEY)")
+        if inbound:
+            self.connect(spec, fieldname, other, this, text)
+        else:
+            self.connect(spec, fieldname, this, other, text)
+
+    def gates(self) -> list[dict[str, frozenset[int]]]:
+        out: list[dict[str, frozenset[int]]] = []
+        for i, node in enumerate(self.nodes):
+            gates = {}
+            for outcome, names in node.gated_nodes().items():
+                targets = set()
+                for name in names:
+                    j = self.by_name.get(name)
+                    if j is None or j >= len(self.specs):
+                        raise _err(node.spec, outcome, f"unknown node {name!r} in {outcome!r}")
+                    if j == i:
+                        raise _err(node.spec, outcome, f'invalid dependency ("{node.name}" -> "{name}"): circular dependency')
+                    targets.add(j)
+                    self.control[j].add(i)
+                gates[outcome] = frozenset(targets)
+            out.append(gates)
+        return out
+
+
+def _err(spec: NodeSpec, fieldname: str | None, message: str) -> ConfigError:
+    return ConfigError(message, file=spec.source, node=spec.name, index=spec.index, node_type=spec.type, field=fieldname)
+
+
+def build_plan(specs: Sequence[NodeSpec], raw_nodes: Sequence[Mapping[str, Any]], declared: Sequence[Node], info: WorkflowInfo) -> Plan:
+    b = _Builder(specs, declared, info)
+    b.declare_all(raw_nodes)
+    gates = b.gates()
+    nodes = b.nodes
+    n = len(nodes)
+
+    # a node that both takes `$self` and named ports (jq with both) is ambiguous
+    for i, node in enumerate(nodes):
+        ports = {c.dst_port for c in b.inputs[i]}
+        if SELF in ports and len(ports) > 1:
+            raise _err(node.spec, "inputs", "node-wise input ('input') cannot be combined with named inputs")
+
+    deps = [frozenset({c.src for c in b.inputs[i]} | b.control[i]) for i in range(n)]
+    dependents: list[list[int]] = [[] for _ in range(n)]
+    for i in range(n):
+        for d in deps[i]:
+            dependents[d].append(i)
+
+    order = _toposort(nodes, deps, dependents)
+
+    phase = [Phase.REQUEST] * n
+    for i in order:
+        p = nodes[i].min_phase()
+        for d in deps[i]:
+            p = max(p, phase[d])
+        phase[i] = p
+    sr = b.by_name.get("service_request")
+    if sr is not None and phase[sr] is Phase.RESPONSE:
+        culprit = next((nodes[d].name for d in deps[sr] if phase[d] is Phase.RESPONSE), "service_response")
+        raise _err(nodes[sr].spec if nodes[sr].index >= 0 else _first_spec_feeding(b, sr), None,
+                   f'invalid dependency ("{culprit}" -> "service_request"): the service request cannot depend on the service response')
+
+    for i, node in enumerate(nodes):
+        node.bind(frozenset(b.used[i]))
+
+    return Plan(
+        nodes=nodes,
+        inputs=b.inputs,
+        deps=deps,
+        dependents=dependents,
+        phase=phase,
+        gates=gates,
+        gated_by=[frozenset(b.control[i]) for i in range(n)],
+        order=order,
+        by_name=dict(b.by_name),
+        needs_response_phase=any(p is Phase.RESPONSE for p in phase),
+        used_outputs=[frozenset(u) for u in b.used],
+    )
+
+
+def _first_spec_feeding(b: _Builder, target: int) -> NodeSpec:
+    for c in b.inputs[target]:
+        if b.nodes[c.src].index >= 0:
+            return b.nodes[c.src].spec
+    return b.specs[0]
+
+
+def _toposort(nodes: Sequence[Node], deps: Sequence[frozenset[int]], dependents: Sequence[list[int]]) -> list[int]:
+    remaining = [len(d) for d in deps]
+    queue = deque(i for i, r in enumerate(remaining) if r == 0)
+    order = []
+    while queue:
+        i = queue.popleft()
+        order.append(i)
+        for j in dependents[i]:
+            remaining[j] -= 1
+            if remaining[j] == 0:
+                queue.append(j)
+    if len(order) == len(nodes):
+        return order
+    # find one cycle to name it
+    left = {i for i, r in enumerate(remaining) if r > 0}
+    start = min(left, key=lambda i: nodes[i].index if nodes[i].index >= 0 else 1 << 30)
+    seen: dict[int, int] = {}
+    path = [start]
+    cur = start
+    while cur not in seen:
+        seen[cur] = len(path) - 1
+        cur = next(d for d in deps[cur] if d in left)
+        path.append(cur)
+    cycle = path[seen[cur]:]
+    a, b = nodes[cycle[1]], nodes[cycle[0]]  # cycle[1] feeds cycle[0]
+    names = " -> ".join(f'"{nodes[i].name}"' for i in reversed(cycle))
+    spec = b.spec if b.index >= 0 else a.spec
+    raise ConfigError(
+        f'invalid dependency ("{a.name}" -> "{b.name}"): circular dependency ({names})',
+        file=spec.source, node=spec.name, index=spec.index, node_type=spec.type,
+    )
+
+
+__all__ = ["Conn", "IMPLICIT_NAMES", "Label", "Plan", "Ports", "build_plan"]

@@ -1,0 +1,47 @@
+"""`branch`: run the `then` or the `else` nodes, skip the others."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..codecs import json_type
+from ..errors import NodeError
+from .base import SELF, Node, Ports, PortType, Skip, register
+
+NAME_LIST = {
+    "type": "array",
+    "items": {"type": "string", "minLength": 1, "maxLength": 255},
+    "minItems": 1,
+    "maxItems": 64,
+}
+
+
+@register
+class BranchNode(Node):
+    type_name = "branch"
+    schema = {
+        "properties": {
+            "then": {**NAME_LIST, "description": "Nodes that may run when the input is true."},
+            "else": {**NAME_LIST, "description": "Nodes that may run when the input is false."},
+        },
+    }
+
+    def __init__(self, spec, workflow) -> None:
+        super().__init__(spec, workflow)
+        self.then = frozenset(self.attr("then", ()))
+        self.otherwise = frozenset(self.attr("else", ()))
+        both = self.then & self.otherwise
+        if both:
+            raise self.config_error(f"node {sorted(both)[0]!r} is listed in both 'then' and 'else'", field="else")
+
+    def input_ports(self) -> Ports:
+        return Ports(self_type=PortType.BOOLEAN)
+
+    def gated_nodes(self) -> dict[str, frozenset[str]]:
+        return {"then": self.then, "else": self.otherwise}
+
+    def run(self, inputs: dict[str, Any], ctx) -> Skip:
+        value = inputs.get(SELF)
+        if not isinstance(value, bool):
+            raise NodeError(f"branch input must be a boolean, got {json_type(value)}")
+        return Skip(outputs={}, skip=self.otherwise if value else self.then)

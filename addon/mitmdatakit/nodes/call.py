@@ -1,0 +1,158 @@
+"""`call`: an HTTP request to a third-party API (async, pooled)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from ..codecs import (
+    TRANSFER_HEADERS,
+    BodyDecodeError,
+    bytes_to_text,
+    decode_body,
+    decode_headers,
+    decode_query,
+    encode_body,
+    encode_headers,
+    encode_query,
+    header_lookup,
+    json_type,
+)
+from ..errors import NodeError
+from .base import Node, Ports, PortType, register
+
+DEFAULT_TIMEOUT_MS = 60_000
+# headers of the incoming request that must not be copied into a call
+_NOT_FORWARDED = TRANSFER_HEADERS | {"host", "upgrade", "proxy-connection", "te", "trailer"}
+
+
+@register
+class CallNode(Node):
+    type_name = "call"
+    schema = {
+        "properties": {
+            "url": {"type": "string", "minLength": 1, "description": "The URL to call (the `url` input overrides it)."},
+            "method": {"type": "string", "minLength": 1, "maxLength": 32, "default": "GET", "description": "HTTP method."},
+            "timeout": {"type": "integer", "minimum": 0, "maximum": 2147483646, "description": "Timeout in milliseconds."},
+            "ssl_verify": {"type": "boolean", "default": True, "description": "Verify the server's TLS certificate."},
+            "ssl_server_name": {"type": "string", "description": "SNI and certificate name to use."},
+        },
+        "required": ["url"],
+    }
+
+    def __init__(self, spec, workflow) -> None:
+        super().__init__(spec, workflow)
+        self.url: str = spec.attrs["url"]
+        self._check_url(self.url, config=True)
+        self.method: str = self.attr("method", "GET").upper()
+        if not self.method.isalpha():
+            raise self.config_error(f"invalid HTTP method {self.method!r}", field="method")
+        timeout_ms = self.attr("timeout", DEFAULT_TIMEOUT_MS)
+        self.timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000 if timeout_ms else None)
+        self.ssl_verify: bool = self.attr("ssl_verify", True)
+        self.ssl_server_name: str | None = self.attr("ssl_server_name")
+
+    def _check_url(self, url: Any, config: bool = False) -> None:
+        ok = isinstance(url, str) and urlsplit(url).scheme in ("http", "https") and bool(urlsplit(url).hostname)
+        if not ok:
+            message = f"invalid URL {url!r} (expected http:// or https://)"
+            if config:
+                raise self.config_error(message, field="url")
+            raise NodeError(message)
+
+    def input_ports(self) -> Ports:
+        return Ports(
+            named={
+                "body": PortType.ANY,
+                "headers": PortType.MAP,
+                "query": PortType.MAP,
+                "url": PortType.STRING,
+                "http_proxy": PortType.STRING,
+                "https_proxy": PortType.STRING,
+                "proxy_auth_username": PortType.STRING,
+                "proxy_auth_password": PortType.STRING,
+            }
+        )
+
+    def output_ports(self) -> Ports:
+        return Ports(named={"body": PortType.ANY, "headers": PortType.MAP, "status": PortType.NUMBER, "raw_body": PortType.STRING})
+
+    async def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+        url = inputs.get("url") or self.url
+        self._check_url(url)
+        if inputs.get("query") is not None:
+            url = _with_query(url, inputs["query"])
+
+        header_map = inputs.get("headers") or {}
+        fields = [(k, v) for k, v in encode_headers(header_map) if k.lower() not in _NOT_FORWARDED]
+        headers = CIMultiDict(fields)
+        data = None
+        if inputs.get("body") is not None:
+            data, content_type = encode_body(inputs["body"], header_lookup(header_map, "content-type"))
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+
+        is_https = url.lower().startswith("https:")
+        proxy = inputs.get("https_proxy") if is_https else inputs.get("http_proxy")
+        proxy_auth = None
+        if proxy and inputs.get("proxy_auth_username") is not None:
+            proxy_auth = aiohttp.BasicAuth(inputs["proxy_auth_username"], inputs.get("proxy_auth_password") or "")
+
+        kwargs: dict[str, Any] = {}
+        if is_https:
+            if not self.ssl_verify:
+                kwargs["ssl"] = False
+            if self.ssl_server_name:
+                kwargs["server_hostname"] = self.ssl_server_name
+        session = ctx.services.http()
+        try:
+            async with session.request(
+                self.method,
+                URL(url, encoded=True),
+                headers=headers,
+                data=data,
+                proxy=proxy or None,
+                proxy_auth=proxy_auth,
+                timeout=self.timeout,
+                allow_redirects=False,
+                **kwargs,
+            ) as resp:
+                content = await resp.read()
+                status = resp.status
+                resp_headers = decode_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
+        except asyncio.TimeoutError:
+            raise NodeError(f"call to {_safe(url)} timed out after {self.timeout.total:g} s") from None
+        except aiohttp.ClientError as e:
+            raise NodeError(f"call to {_safe(url)} failed: {type(e).__name__}: {e}") from None
+
+        if not 200 <= status < 300:
+            raise NodeError(f"call to {_safe(url)} returned status {status}")
+        try:
+            body = decode_body(content, resp_headers.get("content-type") if isinstance(resp_headers.get("content-type"), str) else None, strict=True)
+        except BodyDecodeError as e:
+            raise NodeError(f"call to {_safe(url)}: {e}") from None
+        return {"status": status, "headers": resp_headers, "body": body, "raw_body": bytes_to_text(content)}
+
+
+def _with_query(url: str, query: Any) -> str:
+    """The URL with the `query` input's keys set (keys already in the URL and
+    not in the input are kept)."""
+    if not isinstance(query, dict):
+        raise NodeError(f"query must be a map, got {json_type(query)}")
+    parts = urlsplit(url)
+    merged = {**decode_query(parts.query), **query}
+    return urlunsplit(parts._replace(query=encode_query(merged)))
+
+
+def _safe(url: str) -> str:
+    """The URL without credentials or query (these may be secrets)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -1,0 +1,29 @@
+"""`exit`: answer the client directly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Node, Ports, PortType, register
+
+
+@register
+class ExitNode(Node):
+    type_name = "exit"
+    schema = {
+        "properties": {
+            "status": {"type": "integer", "minimum": 200, "maximum": 599, "default": 200, "description": "HTTP status of the answer."},
+            "warn_headers_sent": {"type": "boolean", "description": "Log a warning when a response was already started."},
+        },
+    }
+
+    def __init__(self, spec, workflow) -> None:
+        super().__init__(spec, workflow)
+        self.status = int(self.attr("status", 200))
+
+    def input_ports(self) -> Ports:
+        return Ports(named={"body": PortType.ANY, "headers": PortType.MAP})
+
+    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+        ctx.respond(self.status, inputs.get("headers"), inputs.get("body"), self.name)
+        return {}

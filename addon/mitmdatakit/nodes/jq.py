@@ -1,0 +1,67 @@
+"""`jq`: transform values with a jq filter (the real jq, through libjq)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jq
+
+from ..errors import NodeError
+from .base import SELF, Node, Ports, PortType, register
+
+
+@register
+class JqNode(Node):
+    type_name = "jq"
+    schema = {
+        "properties": {
+            "jq": {"type": "string", "minLength": 1, "maxLength": 10240, "description": "The jq filter."},
+        },
+        "required": ["jq"],
+    }
+
+    def __init__(self, spec, workflow) -> None:
+        super().__init__(spec, workflow)
+        self.source_text: str = spec.attrs["jq"]
+        try:
+            self.program = jq.compile(self.source_text)
+        except ValueError as e:
+            raise self.config_error(f"jq syntax error: {_first_line(e)}", field="jq") from None
+        # with `inputs:` the filter sees an object of the named inputs
+        self.named_inputs = tuple((spec.connections.get("inputs") or {}).keys())
+
+    def input_ports(self) -> Ports:
+        if self.named_inputs:
+            return Ports(named={name: PortType.ANY for name in self.named_inputs}, dynamic=True)
+        return Ports(self_type=PortType.ANY, dynamic=True)
+
+    def output_ports(self) -> Ports:
+        return Ports(self_type=PortType.ANY)
+
+    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+        if SELF in inputs:
+            data = inputs[SELF]
+        else:
+            data = {name: inputs.get(name) for name in self.named_inputs}
+            for name, value in inputs.items():  # ports connected from the source side
+                data.setdefault(name, value)
+        try:
+            text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+            try:
+                results = self.program.input_text(text).all()
+            except UnicodeEncodeError:  # lossless bodies may carry lone surrogates
+                results = self.program.input_text(json.dumps(data, allow_nan=False)).all()
+        except ValueError as e:
+            raise NodeError(f"jq error: {_first_line(e)}") from None
+        if not results:
+            value = None
+        elif len(results) == 1:
+            value = results[0]
+        else:
+            value = results
+        return {SELF: value}
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

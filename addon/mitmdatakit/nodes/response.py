@@ -1,0 +1,24 @@
+"""The implicit `response` node: changes to the response the client gets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Node, Ports, PortType, register
+
+
+@register
+class ResponseNode(Node):
+    type_name = "response"
+    implicit = True
+    partial_inputs = True
+
+    def input_ports(self) -> Ports:
+        return Ports(named={"body": PortType.ANY, "headers": PortType.MAP})
+
+    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+        # applied when the response goes out (the upstream's or an exit's)
+        for key in ("headers", "body"):
+            if key in inputs and inputs[key] is not None:
+                ctx.response_patch[key] = inputs[key]
+        return {}

@@ -1,0 +1,30 @@
+"""The implicit `service_request` node: what is sent to the upstream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..codecs import encode_query, write_message
+from ..errors import NodeError
+from .base import Node, Phase, Ports, PortType, register
+
+
+@register
+class ServiceRequestNode(Node):
+    type_name = "service_request"
+    implicit = True
+    partial_inputs = True
+
+    def input_ports(self) -> Ports:
+        return Ports(named={"body": PortType.ANY, "headers": PortType.MAP, "query": PortType.MAP})
+
+    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+        if ctx.phase is not Phase.REQUEST:  # the planner keeps this from happening
+            raise NodeError("the service request was already sent")
+        req = ctx.flow.request
+        if "query" in inputs and inputs["query"] is not None:
+            path = req.path.split("?", 1)[0]
+            query = encode_query(inputs["query"])
+            req.path = f"{path}?{query}" if query else path
+        write_message(req, inputs.get("headers"), inputs.get("body"), set_body="body" in inputs and inputs["body"] is not None)
+        return {}

@@ -1,0 +1,32 @@
+"""`static`: fixed values, known when the workflow loads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Node, Ports, PortType, register
+
+
+@register
+class StaticNode(Node):
+    type_name = "static"
+    schema = {
+        "properties": {
+            "values": {"type": "object", "description": "The values; each key is an output port."},
+        },
+        "required": ["values"],
+    }
+
+    def __init__(self, spec, workflow) -> None:
+        super().__init__(spec, workflow)
+        self.values: dict[str, Any] = dict(spec.attrs["values"])
+        self._outputs = dict(self.values)
+
+    def output_ports(self) -> Ports:
+        return Ports(named={key: PortType.ANY for key in self.values})
+
+    def static_outputs(self) -> dict[str, Any]:
+        return self.values
+
+    def run(self, inputs, ctx) -> dict[str, Any]:
+        return self._outputs

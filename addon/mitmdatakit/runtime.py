@@ -1,0 +1,334 @@
+"""The async scheduler: runs one workflow's plan for one flow, phase by phase.
+
+A node starts as soon as all of its dependencies have finished; plain
+(synchronous) nodes run inline, coroutine nodes become tasks, so
+independent calls overlap. A node error cancels everything still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .codecs import json_type
+from .errors import NodeError
+from .nodes.base import SELF, Phase, PortType, Skip
+from .trace import (
+    NODE_CANCELED,
+    NODE_COMPLETE,
+    NODE_ERROR,
+    NODE_PENDING,
+    NODE_RUNNING,
+    NODE_SKIPPED,
+    PLAN_COMPLETE,
+    PLAN_ERROR,
+    Trace,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+    from mitmproxy import http
+
+    from .workflow import Workflow
+
+logger = logging.getLogger("mitmdatakit")
+
+
+class Services:
+    """What all flows share: the pooled HTTP client, option values, node id."""
+
+    def __init__(self, option: Callable[[str], Any] | None = None) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self.option = option or (lambda name: (_ for _ in ()).throw(KeyError(name)))
+        self.node_id = str(uuid.uuid4())
+
+    def http(self) -> aiohttp.ClientSession:
+        """The shared client session (one per event loop; pooled keep-alive
+        connections across flows)."""
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=300, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=True,
+                trust_env=False,
+                skip_auto_headers=("User-Agent",),
+            )
+            self._session_loop = loop
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+class WorkflowFailed(Exception):
+    def __init__(self, index: int, name: str, node_type: str, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.name = name
+        self.node_type = node_type
+        self.message = message
+
+
+@dataclass
+class ExitResponse:
+    status: int
+    headers: Mapping[str, Any] | None
+    body: Any
+    node: str
+
+
+class FlowRun:
+    """One workflow executing for one flow; this is the `ctx` nodes receive."""
+
+    def __init__(self, workflow: Workflow, flow: http.HTTPFlow, services: Services, *, tracing: bool = False) -> None:
+        plan = workflow.plan
+        self.workflow = workflow
+        self.plan = plan
+        self.flow = flow
+        self.services = services
+        n = len(plan.nodes)
+        self.values: list[Mapping[str, Any] | None] = [None] * n
+        self.status: list[str] = [NODE_PENDING] * n
+        self.errors: list[str | None] = [None] * n
+        self.remaining = [len(d) for d in plan.deps]
+        self.phase = Phase.REQUEST
+        self.trace: Trace | None = Trace(workflow.redactor) if tracing else None
+        self.failure: WorkflowFailed | None = None
+        # flow-level effects, applied by the addon
+        self.exit_response: ExitResponse | None = None
+        self.response_patch: dict[str, Any] = {}
+        self.response_status: int | None = None
+        # property storage (kong.ctx.*, consumer, credential)
+        self.ctx_shared: dict[str, Any] = {}
+        self.ctx_plugin: dict[str, Any] = {}
+        self.consumer: Any = None
+        self.credential: Any = None
+        self._tasks: dict[asyncio.Task, int] = {}
+        self._cancelled: list[asyncio.Task] = []
+
+    # -- public --------------------------------------------------------------
+
+    @property
+    def request_id(self) -> str:
+        return self.flow.id
+
+    def respond(self, status: int, headers: Mapping[str, Any] | None, body: Any, node: str) -> None:
+        """An exit node answers the client (the first exit wins)."""
+        if self.exit_response is not None:
+            logger.warning("Datakit: node %r: a response was already set by %r; ignored", node, self.exit_response.node)
+            return
+        self.exit_response = ExitResponse(status, headers, body, node)
+
+    async def run_phase(self, phase: Phase) -> None:
+        """Run every node of `phase` whose dependencies are met, until none is
+        left. Raises WorkflowFailed on the first node error."""
+        self.phase = phase
+        plan = self.plan
+        ready = deque(
+            i for i in plan.order
+            if plan.phase[i] is phase and self.status[i] == NODE_PENDING and self.remaining[i] == 0
+        )
+        tasks = self._tasks
+        try:
+            while ready or tasks:
+                while ready:
+                    self._start(ready.popleft(), ready)
+                if tasks:
+                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        i = tasks.pop(task)
+                        try:
+                            result = task.result()
+                        except Exception as e:  # noqa: BLE001 - any node failure fails the plan
+                            self._fail(i, e)
+                        self._complete(i, result, ready)
+        except WorkflowFailed:
+            await self._drain()
+            raise
+        except asyncio.CancelledError:
+            await self.cancel()
+            raise
+
+    async def cancel(self) -> None:
+        """Abort everything still running (the client went away, or a failure)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task, i in list(self._tasks.items()):
+            self._set(i, NODE_CANCELED, "cancel")
+        self._tasks.clear()
+
+    async def _drain(self) -> None:
+        """Wait for cancelled tasks to unwind (they abort their I/O at once)."""
+        tasks, self._cancelled = self._cancelled, []
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+    def report(self) -> dict[str, Any]:
+        """The trace report (tracing runs only)."""
+        assert self.trace is not None
+        nodes = []
+        for i, node in enumerate(self.plan.nodes):
+            if node.index < 0:
+                continue
+            entry = {"name": node.name, "type": node.type_name, "status": self.status[i]}
+            if self.errors[i] is not None:
+                entry["error"] = self.errors[i]
+            nodes.append(entry)
+        return self.trace.report(PLAN_ERROR if self.failure else PLAN_COMPLETE, nodes)
+
+    # -- scheduling --------------------------------------------------------
+
+    def _start(self, i: int, ready: deque[int]) -> None:
+        node = self.plan.nodes[i]
+        try:
+            inputs = self._gather(i)
+            if self.trace is not None:
+                self.trace.event(node.name, node.type_name, "run", inputs)
+            self.status[i] = NODE_RUNNING
+            result = node.run(inputs, self)
+        except Exception as e:  # noqa: BLE001
+            self._fail(i, e)
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            if task.done():  # eager task factories finish plain coroutines at once
+                try:
+                    self._complete(i, task.result(), ready)
+                except Exception as e:  # noqa: BLE001
+                    if self.status[i] == NODE_RUNNING:
+                        self._fail(i, e)
+                    raise
+                return
+            self._tasks[task] = i
+        else:
+            self._complete(i, result, ready)
+
+    def _complete(self, i: int, result: Any, ready: deque[int]) -> None:
+        node = self.plan.nodes[i]
+        skip: frozenset[str] = frozenset()
+        if isinstance(result, Skip):
+            skip = result.skip
+            result = result.outputs
+        self.values[i] = result if result is not None else {}
+        self.status[i] = NODE_COMPLETE
+        if self.trace is not None:
+            self.trace.event(node.name, node.type_name, "complete", self.values[i], node.secret_outputs())
+        for name in skip:
+            j = self.plan.by_name.get(name)
+            if j is not None:
+                self._skip(j, ready)
+        phase = self.phase
+        for d in self.plan.dependents[i]:
+            self.remaining[d] -= 1
+            if self.remaining[d] == 0 and self.status[d] == NODE_PENDING and self.plan.phase[d] <= phase:
+                ready.append(d)
+
+    def _skip(self, j: int, ready: deque[int]) -> None:
+        if self.status[j] != NODE_PENDING:
+            return
+        node = self.plan.nodes[j]
+        self.status[j] = NODE_SKIPPED
+        if self.trace is not None:
+            self.trace.event(node.name, node.type_name, "skip")
+        for d in self.plan.dependents[j]:
+            target = self.plan.nodes[d]
+            if target.partial_inputs and j not in self.plan.gated_by[d]:
+                # sinks take what arrives; a skipped source just sends nothing
+                self.remaining[d] -= 1
+                if self.remaining[d] == 0 and self.status[d] == NODE_PENDING and self.plan.phase[d] <= self.phase:
+                    ready.append(d)
+            else:
+                self._skip(d, ready)
+
+    def _fail(self, i: int, error: BaseException) -> None:
+        node = self.plan.nodes[i]
+        if isinstance(error, NodeError):
+            message = str(error)
+        else:
+            message = f"{type(error).__name__}: {error}"
+            logger.error("Datakit: node %r crashed", node.name, exc_info=error)
+        message = self.workflow.redactor.text(message)
+        self.errors[i] = message
+        self._set(i, NODE_ERROR, "fail", {"error": message})
+        for task, j in self._tasks.items():
+            task.cancel()
+            self._cancelled.append(task)
+            self._set(j, NODE_CANCELED, "cancel")
+        self._tasks.clear()
+        for j, status in enumerate(self.status):
+            if status == NODE_PENDING or status == NODE_RUNNING:
+                self.status[j] = NODE_CANCELED
+        self.failure = WorkflowFailed(max(node.index, 0), node.name, node.type_name, message)
+        raise self.failure
+
+    def _set(self, i: int, status: str, action: str, values: Mapping[str, Any] | None = None) -> None:
+        self.status[i] = status
+        if self.trace is not None:
+            node = self.plan.nodes[i]
+            self.trace.event(node.name, node.type_name, action, values)
+
+    # -- input resolution --------------------------------------------------
+
+    def _source(self, src: int, port: str | None, key: str | None) -> Any:
+        out = self.values[src]
+        if out is None:
+            return None
+        if port is None:
+            value = out[SELF] if SELF in out else {k: v for k, v in out.items() if k != SELF}
+        else:
+            value = out.get(port)
+        if key is not None:
+            if isinstance(value, Mapping):
+                found = value.get(key)
+                if found is None and key.lower() != key:
+                    found = value.get(key.lower())
+                value = found
+            else:
+                value = None
+        return value
+
+    def _gather(self, i: int) -> dict[str, Any]:
+        inputs: dict[str, Any] = {}
+        node = self.plan.nodes[i]
+        status = self.status
+        for c in self.plan.inputs[i]:
+            if status[c.src] != NODE_COMPLETE:
+                continue  # a skipped source of a sink
+            value = self._source(c.src, c.src_port, c.src_key)
+            if c.dst_port is None:
+                if value is None:
+                    continue
+                if not isinstance(value, Mapping):
+                    raise NodeError(f"node-wise input from {self.plan.nodes[c.src].name!r} must be an object with keys for the inputs of {node.name!r}, got {json_type(value)}")
+                ports = node.input_ports()
+                for k, v in value.items():
+                    t = ports.named.get(k)
+                    if t is not None:
+                        _check(node.name, k, t, v)
+                        inputs[k] = v
+            elif c.dst_key is not None:
+                inputs.setdefault(c.dst_port, {})[c.dst_key] = value
+            else:
+                if c.dst_type is not PortType.ANY:
+                    _check(node.name, c.dst_port, c.dst_type, value)
+                inputs[c.dst_port] = value
+        return inputs
+
+
+def _check(node: str, port: str, expected: PortType, value: Any) -> None:
+    if not expected.accepts(value):
+        raise NodeError(f"input {port!r} of node {node!r} expects a {expected}, got {json_type(value)}")
