@@ -1,0 +1,28 @@
+# Datakit for mitmproxy — common tasks. `uv run just --list`
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+export PYENV_VERSION := "3.12.1:3.11.7"
+
+# run the proxy with the shipped workflows
+run *ARGS:
+    uv run mitmdump -s addon/datakit.py --set confdir=certs {{ARGS}}
+
+# all tests
+test *ARGS:
+    uv run pytest {{ARGS}}
+
+# what CI runs
+ci:
+    bash .ci/run
+
+# regenerate the shipped JSON Schema from the node modules
+schema:
+    uv run python -c "from mitmdatakit.schema import write_schema; write_schema()"
+
+# benchmarks (prints a table)
+bench *ARGS:
+    uv run python -m bench {{ARGS}}
+
+# offline demo: local mock APIs + mitmdump + requests through it
+demo:
+    uv run python -m mitmdatakit.demo
