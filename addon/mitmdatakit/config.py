@@ -189,6 +189,11 @@ def _schema_check(schema: Mapping[str, Any], value: Any, source: str, prefix: st
             message = "required attribute is missing"
         else:
             message = error.message
+    elif error.validator == "pattern":
+        if path and path[0] in ("input", "output", "inputs", "outputs"):
+            message = f"invalid connection label {error.instance!r} (expected NODE, NODE.PORT or NODE.PORT.KEY)"
+        else:
+            message = f"invalid name {error.instance!r} (letters, digits, '_' and '-' only)"
     else:
         message = error.message
     raise ConfigError(message, file=source, field=prefix + ".".join(path) if path else (prefix.rstrip(".") or None), **where)
@@ -209,7 +214,7 @@ def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, pref
         raw = _strip_nulls(raw)
         name = raw.get("name")
         node_type = raw.get("type")
-        where = {"node": name if isinstance(name, str) else f"#{index}", "index": index}
+        where = {"node": name if isinstance(name, str) else None, "index": index}
         if not isinstance(name, str):
             raise ConfigError("required attribute is missing" if name is None else "must be a string", file=source, field="name", **where)
         if not isinstance(node_type, str):

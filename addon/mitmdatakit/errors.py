@@ -38,10 +38,10 @@ class ConfigError(DatakitError):
         parts = []
         if self.file:
             parts.append(self.file)
-        if self.node is not None:
+        if self.node is not None or (self.index is not None and self.index >= 0):
             where = f"node {self.node!r}"
             if self.index is not None and self.index >= 0:
-                where = f"node #{self.index} {self.node!r}"
+                where = f"node #{self.index}" + (f" {self.node!r}" if self.node is not None else "")
             if self.node_type:
                 where += f" ({self.node_type})"
             parts.append(where)

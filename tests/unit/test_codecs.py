@@ -1,0 +1,162 @@
+"""Header, query and body codecs (SPEC §5), with hypothesis round-trips."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mitmproxy.http import Headers
+
+from mitmdatakit.codecs import (
+    apply_headers,
+    bytes_to_text,
+    decode_body,
+    decode_headers,
+    decode_query,
+    encode_body,
+    encode_headers,
+    encode_query,
+    normalize_path,
+    text_to_bytes,
+)
+from mitmdatakit.errors import CodecError
+
+# -- headers -----------------------------------------------------------------
+
+TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_!#$%&'*+.^`|~", min_size=1, max_size=20)
+FIELD_VALUE = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40
+).map(str.strip)
+
+
+@st.composite
+def header_fields(draw):
+    names = draw(st.lists(TOKEN, min_size=0, max_size=8))
+    fields = []
+    for name in names:
+        for _ in range(draw(st.integers(1, 3))):
+            variant = "".join(c.upper() if draw(st.booleans()) else c.lower() for c in name)
+            fields.append((variant, draw(FIELD_VALUE)))
+    return draw(st.permutations(fields))
+
+
+@given(header_fields())
+def test_header_map_round_trip(fields):
+    decoded = decode_headers(fields)
+    # keys are lowercase; repeated headers keep their order
+    for name, value in decoded.items():
+        assert name == name.lower()
+        expected = [v for n, v in fields if n.lower() == name]
+        assert (value if isinstance(value, list) else [value]) == expected
+    encoded = encode_headers(decoded)
+    assert decode_headers(encoded) == decoded
+    # and through real mitmproxy Headers
+    h = Headers()
+    apply_headers(h, decoded)
+    assert decode_headers(h.items(multi=True)) == decoded
+
+
+def test_headers_single_and_repeated():
+    assert decode_headers([("X-A", "1"), ("x-a", "2"), ("Host", "h")]) == {"x-a": ["1", "2"], "host": "h"}
+
+
+def test_apply_headers_sets_removes_and_keeps_others():
+    h = Headers(host="example.com", accept="*/*", x_old="gone")
+    apply_headers(h, {"X-Old": None, "X-New": "yes", "X-Num": 5, "X-Bool": True, "X-List": ["a", "b"]})
+    assert "x-old" not in h
+    assert h["accept"] == "*/*" and h["host"] == "example.com"
+    assert h["x-new"] == "yes" and h["x-num"] == "5" and h["x-bool"] == "true"
+    assert h.get_all("x-list") == ["a", "b"]
+
+
+@pytest.mark.parametrize("bad", ["a\r\nInjected: 1", "a\nb", "nul\0"])
+def test_header_injection_refused(bad):
+    h = Headers(keep="1")
+    with pytest.raises(CodecError, match="CR, LF or NUL"):
+        apply_headers(h, {"x-ok": "fine", "x-bad": bad})
+    assert "x-ok" not in h  # nothing is written when one value is bad
+    with pytest.raises(CodecError):
+        apply_headers(h, {"x-bad\r\nname": "v"})
+
+
+def test_header_values_must_be_scalars():
+    with pytest.raises(CodecError, match="invalid value"):
+        encode_headers({"x": {"nested": 1}})
+
+
+# -- query -------------------------------------------------------------------
+
+QUERY_TEXT = st.text(max_size=12)
+QUERY_KEY = st.text(min_size=1, max_size=12)
+QUERY_VALUE = st.one_of(st.none(), QUERY_TEXT, st.lists(st.one_of(st.none(), QUERY_TEXT), min_size=2, max_size=4))
+
+
+@given(st.dictionaries(QUERY_KEY, QUERY_VALUE, max_size=6))
+@settings(max_examples=300)
+def test_query_round_trip(query):
+    assert decode_query(encode_query(query)) == query
+
+
+@given(st.dictionaries(st.just(""), QUERY_TEXT, max_size=1))
+def test_query_empty_key_with_value_round_trips(query):
+    assert decode_query(encode_query(query)) == query
+
+
+def test_query_null_and_string_null():
+    assert encode_query({"flag": None, "s": "null"}) == "flag&s=null"
+    assert decode_query("flag&s=null&e=&r=1&r=2") == {"flag": None, "s": "null", "e": "", "r": ["1", "2"]}
+
+
+def test_query_reserved_and_unicode():
+    q = {"a b&c=d": "ü/?#&=+%", "日本": "語"}
+    raw = encode_query(q)
+    assert "&" not in raw.replace("&", "", 1) or raw.count("&") == 1
+    assert decode_query(raw) == q
+
+
+def test_query_scalars():
+    assert decode_query(encode_query({"n": 1, "b": False, "f": 1.5})) == {"n": "1", "b": "false", "f": "1.5"}
+
+
+# -- bodies ------------------------------------------------------------------
+
+
+def test_json_body_decodes_by_content_type():
+    assert decode_body(b'{"a":1}', "application/json; charset=utf-8") == {"a": 1}
+    assert decode_body(b'{"a":1}', "application/problem+json") == {"a": 1}
+    assert decode_body(b'{"a":1}', "text/plain") == '{"a":1}'
+    assert decode_body(b"", "application/json") is None
+    assert decode_body(b"not json", "application/json") == "not json"
+    with pytest.raises(CodecError):
+        decode_body(b"not json", "application/json", strict=True)
+
+
+def test_non_utf8_is_lossless():
+    raw = b"\xff\xfe binary \x00\x80"
+    text = decode_body(raw, "application/octet-stream")
+    assert text_to_bytes(text) == raw
+    assert bytes_to_text(raw) == text
+
+
+def test_encode_body_rules():
+    assert encode_body("raw", None) == (b"raw", None)
+    assert encode_body({"a": 1}, None) == (b'{"a":1}', "application/json")
+    assert encode_body({"a": 1}, "application/vnd.x+json") == (b'{"a":1}', None)
+    data, ct = encode_body({"grant_type": "client_credentials", "client_id": "my id"}, "application/x-www-form-urlencoded")
+    assert ct is None and data == b"grant_type=client_credentials&client_id=my%20id"
+    assert json.loads(encode_body([1, "ü"], None)[0]) == [1, "ü"]
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("/", "/"),
+        ("/a//b/./c/../d", "/a/b/d"),
+        ("/%7Euser/%2Fx", "/~user/%2Fx"),
+        ("/a/b/", "/a/b/"),
+        ("/../..", "/"),
+        ("/caf%c3%a9", "/caf%C3%A9"),
+    ],
+)
+def test_normalize_path(raw, expected):
+    assert normalize_path(raw) == expected

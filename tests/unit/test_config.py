@@ -1,0 +1,245 @@
+"""Workflow loading and graph validation (SPEC §2, §3): good shapes load,
+bad ones fail with a message naming file, node and field."""
+
+import json
+import textwrap
+
+import pytest
+
+from mitmdatakit.config import load_document, load_path, load_text
+from mitmdatakit.errors import ConfigError
+from mitmdatakit.nodes.base import Phase
+
+CALL = {"name": "CALL", "type": "call", "url": "http://127.0.0.1:1/x"}
+
+
+def wf(*nodes, **top):
+    return {"nodes": list(nodes), **top}
+
+
+def load(doc, source="wf.yaml"):
+    return load_document(doc, source=source)
+
+
+def error_of(doc) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load(doc)
+    return info.value
+
+
+# -- shapes ------------------------------------------------------------------
+
+
+def test_three_shapes(tmp_path):
+    nodes = [{"name": "EXIT", "type": "exit", "status": 201}]
+    bare = load(wf(*nodes))
+    wrapped = load({"name": "datakit", "config": {"nodes": nodes}, "route": {"name": "r"}, "protocols": ["http"], "enabled": True})
+    matched = load({"match": {"hosts": ["*.example.com"], "methods": ["POST"]}, "nodes": nodes})
+    assert bare.enabled and wrapped.enabled and matched.enabled
+    assert matched.match.describe() == {"hosts": ["*.example.com"], "methods": ["POST"]}
+    assert not load({"config": {"nodes": nodes}, "enabled": False}).enabled
+
+
+def test_nulls_mean_unset():
+    w = load({"config": {"debug": None, "resources": None, "nodes": [
+        {"name": "J", "type": "jq", "jq": ".", "input": "request.body", "output": None},
+        {"name": "C", "type": "call", "url": "http://127.0.0.1:1/", "timeout": None, "method": None},
+    ]}, "service": None, "route": None, "consumer": None, "instance_name": None})
+    assert [n.name for n in w.plan.nodes][:2] == ["J", "C"]
+
+
+def test_directory_yaml_and_json_in_name_order(tmp_path):
+    (tmp_path / "b.json").write_text(json.dumps(wf({"name": "E", "type": "exit"})))
+    (tmp_path / "a.yml").write_text("nodes:\n  - name: E\n    type: exit\n")
+    (tmp_path / "c.yaml").write_text("config:\n  nodes:\n    - name: E\n      type: exit\n")
+    (tmp_path / "ignored.txt").write_text("nope")
+    assert [w.name for w in load_path(tmp_path)] == ["a", "b", "c"]
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("nodes: [\n")
+    with pytest.raises(ConfigError, match="broken.yaml: invalid YAML"):
+        load_path(bad)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_path(tmp_path / "missing.yaml")
+
+
+# -- connections and types ---------------------------------------------------
+
+
+def test_object_to_object_expands_to_shared_ports():
+    w = load(wf(dict(CALL, input="request")))
+    conns = w.plan.inputs[0]
+    assert sorted(c.dst_port for c in conns) == ["body", "headers", "query"]
+
+
+def test_anything_to_any_gives_a_mapping_of_ports():
+    w = load(wf({"name": "J", "type": "jq", "jq": ".", "input": "request"}))
+    (conn,) = w.plan.inputs[0]
+    assert conn.src_port is None and conn.dst_port == "$self"
+
+
+def test_static_into_map_and_key_by_key():
+    w = load(wf(
+        {"name": "S", "type": "static", "values": {"headers": {"a": "1"}, "query": {"q": None}, "body": "x"}},
+        dict(CALL, input="S"),
+        {"name": "H", "type": "static", "values": {"X-A": "1"}},
+        {"name": "C2", "type": "call", "url": "http://127.0.0.1:1/", "inputs": {"headers": "H"}},
+    ))
+    assert sorted(c.dst_port for c in w.plan.inputs[1]) == ["body", "headers", "query"]
+    assert [c.dst_port for c in w.plan.inputs[3]] == ["headers"]
+
+
+def test_connections_from_the_source_side():
+    w = load(wf(
+        {"name": "J", "type": "jq", "jq": "{a: 1}", "output": "service_request.headers"},
+        {"name": "K", "type": "jq", "jq": ".", "outputs": {"$self": "response.body"}} if False else
+        {"name": "K", "type": "jq", "jq": ".", "input": "request.headers.authorization", "output": "response.body"},
+    ))
+    sr = w.plan.index("service_request")
+    assert [c.dst_port for c in w.plan.inputs[sr]] == ["headers"]
+    (kin,) = w.plan.inputs[1]
+    assert kin.src_key == "authorization"
+
+
+def test_phases():
+    w = load(wf(
+        {"name": "PRE", "type": "jq", "jq": ".", "input": "request.query"},
+        {"name": "POST", "type": "jq", "jq": ".", "inputs": {"s": "service_response.status", "p": "PRE"}, "output": "response.body"},
+        {"name": "STATUS", "type": "property", "property": "kong.service.response.status"},
+    ))
+    assert w.plan.phase[0] is Phase.REQUEST
+    assert w.plan.phase[1] is Phase.RESPONSE
+    assert w.plan.phase[2] is Phase.RESPONSE  # reads the upstream's status
+    assert w.plan.needs_response_phase
+
+
+def test_node_order_does_not_decide_execution_order():
+    w = load(wf(
+        {"name": "LAST", "type": "exit", "inputs": {"body": "FIRST"}},
+        {"name": "FIRST", "type": "jq", "jq": "1"},
+    ))
+    order = [w.plan.nodes[i].name for i in w.plan.order if w.plan.nodes[i].index >= 0]
+    assert order == ["FIRST", "LAST"]
+
+
+# -- the error corpus --------------------------------------------------------
+
+J = {"name": "J", "type": "jq", "jq": "."}
+
+BAD = [
+    # (document, [substrings the message must contain])
+    ("not a mapping", ["a workflow must be a mapping"]),
+    ({"foo": 1}, ["needs 'nodes'"]),
+    ({"nodes": []}, ["field 'nodes'"]),
+    ({"nodes": "x"}, ["field 'nodes'"]),
+    (wf(J, debug="yes"), ["field 'debug'"]),
+    (wf(J, extra=1), ["field 'extra'", "unknown attribute"]),
+    ({"config": {"nodes": [J]}, "bogus": 1}, ["field 'bogus'", "unknown attribute"]),
+    ({"config": {"nodes": [J], "other": 1}}, ["field 'config.other'"]),
+    ({"config": "x"}, ["field 'config'"]),
+    (wf({"type": "jq", "jq": "."}), ["node #0: field 'name'", "missing"]),
+    (wf({"name": "A"}), ["node #0 'A'", "field 'type'"]),
+    (wf({"name": "A", "type": "nope"}), ["node #0 'A'", "field 'type'", "unknown node type 'nope'"]),
+    (wf({"name": "request", "type": "jq", "jq": "."}), ["'request' is a reserved node name", "field 'name'"]),
+    (wf({"name": "vault", "type": "jq", "jq": "."}), ["reserved"]),
+    (wf({"name": "response", "type": "exit"}), ["reserved"]),
+    (wf(J, J), ["node #1 'J'", "duplicate node name 'J'", "field 'name'"]),
+    (wf({"name": "bad name!", "type": "jq", "jq": "."}), ["field 'name'"]),
+    (wf({"name": "x" * 256, "type": "jq", "jq": "."}), ["field 'name'"]),
+    (wf({"name": "J", "type": "jq"}), ["node #0 'J' (jq)", "field 'jq'", "missing"]),
+    (wf({"name": "J", "type": "jq", "jq": ".", "colour": "red"}), ["field 'colour'", "unknown attribute"]),
+    (wf({"name": "J", "type": "jq", "jq": ".[[["}), ["field 'jq'", "jq syntax error"]),
+    (wf(dict(J, input="request", inputs={"a": "request.body"})), ["field 'inputs'", "mutually exclusive"]),
+    (wf(dict(J, output="response.body", outputs={"x": "response.body"})), ["field 'outputs'", "mutually exclusive"]),
+    (wf(dict(J, input="NOPE")), ["field 'input'", "unknown node 'NOPE'"]),
+    (wf(dict(J, input="request.nope")), ["has no output port 'nope'"]),
+    (wf(dict(J, output="response.nope")), ["has no input port 'nope'"]),
+    (wf(dict(J, input="J")), ["invalid dependency", "circular dependency"]),
+    (wf(dict(J, name="A", input="B"), dict(J, name="B", input="A")), ["invalid dependency", "circular dependency"]),
+    (wf(dict(J, name="A", input="C"), dict(J, name="B", input="A"), dict(J, name="C", input="B")), ["circular dependency"]),
+    (wf(dict(J, name="GET_FOO"), dict(J, name="GET_BAR"), {"name": "FILTER", "type": "jq", "jq": ".", "input": "GET_FOO"},
+        dict(J, name="X", output="FILTER")),
+     ['invalid connection ("X" -> "FILTER"): conflicts with existing connection ("GET_FOO" -> "FILTER")']),
+    (wf(dict(J, name="GET_FOO", output="FILTER"), dict(J, name="GET_BAR", output="FILTER"), dict(J, name="FILTER")),
+     ['invalid connection ("GET_BAR" -> "FILTER"): conflicts with existing connection ("GET_FOO" -> "FILTER")']),
+    (wf(dict(CALL, input="request"), dict(J, name="H", output="CALL.headers")), ["conflicts with existing connection"]),
+    (wf(dict(J, name="A", output="service_request.headers"), dict(J, name="B", output="service_request.headers.x")), ["conflicts"]),
+    (wf({"name": "E", "type": "exit", "input": "J"}, dict(J, input="request.body", output="E")), ["conflicts"]),
+    (wf(dict(CALL, inputs={"headers": "request"})), ["type mismatch: object -> map"]),
+    (wf({"name": "E", "type": "exit", "input": "X"}, {"name": "X", "type": "xml_to_json"}), []),  # any -> object is fine
+    (wf(dict(CALL, inputs={"url": "request.port"})), ["type mismatch: number -> string"]),
+    (wf({"name": "S", "type": "static", "values": {"headers": "oops"}}, dict(CALL, input="S")), ["static value for 'headers' is not a map"]),
+    (wf({"name": "S", "type": "static", "values": {"u": 5}}, dict(CALL, inputs={"url": "S.u"})), ["static value for 'url' is not a string"]),
+    (wf({"name": "S", "type": "static", "values": {"zzz": 1}}, dict(CALL, input="S")), ["no ports in common"]),
+    (wf({"name": "E", "type": "exit", "input": "P"}, {"name": "P", "type": "jq", "jq": ".", "input": "request.path"}), []),
+    (wf(dict(J, input="request.path.x")), ["it has no keys"]),
+    (wf(dict(J, input=".bad")), ["invalid connection label"]),
+    (wf(dict(J, input="service_response.body", output="service_request.body")), ["service request cannot depend on the service response"]),
+    (wf({"name": "E", "type": "exit", "status": 99}), ["field 'status'"]),
+    (wf({"name": "E", "type": "exit", "status": 600}), ["field 'status'"]),
+    (wf({"name": "E", "type": "exit", "status": "200"}), ["field 'status'"]),
+    (wf({"name": "C", "type": "call"}), ["field 'url'", "missing"]),
+    (wf({"name": "C", "type": "call", "url": "ftp://x/"}), ["field 'url'", "invalid URL"]),
+    (wf({"name": "C", "type": "call", "url": "http://x/", "timeout": -1}), ["field 'timeout'"]),
+    (wf({"name": "C", "type": "call", "url": "http://x/", "ssl_verify": "no"}), ["field 'ssl_verify'"]),
+    (wf({"name": "C", "type": "call", "url": "http://x/", "method": "GE T"}), ["field 'method'"]),
+    (wf({"name": "P", "type": "property"}), ["field 'property'", "missing"]),
+    (wf({"name": "P", "type": "property", "property": "kong.nope"}), ["field 'property'", "unknown property 'kong.nope'"]),
+    (wf({"name": "P", "type": "property", "property": "kong.client.ip", "input": "request.body"}), ["read-only"]),
+    (wf({"name": "P", "type": "property", "property": "kong.ctx.shared.x", "content_type": "text/html"}), ["field 'content_type'"]),
+    (wf({"name": "S", "type": "static"}), ["field 'values'", "missing"]),
+    (wf({"name": "S", "type": "static", "values": [1]}), ["field 'values'"]),
+    (wf({"name": "B", "type": "branch", "input": "request.body", "then": ["NOPE"]}), ["unknown node 'NOPE'"]),
+    (wf({"name": "B", "type": "branch", "then": ["B"]}), ["circular dependency"]),
+    (wf({"name": "B", "type": "branch", "then": ["J"], "else": ["J"]}, J), ["listed in both"]),
+    (wf({"name": "J", "type": "jq", "jq": ".", "input": "request.body"}, match={"paths": ["~(unclosed"]}), ["field 'match.paths'"]),
+    (wf(J, match={"filter": "~d ("}), ["field 'match.filter'"]),
+    (wf(J, match={"colour": "x"}), ["field 'match.colour'"]),
+    (wf(J, upstreams={"u": 5}), ["field 'upstreams.u'"]),
+]
+
+
+@pytest.mark.parametrize("doc,expected", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_invalid_workflows_are_rejected_with_location(doc, expected):
+    if not expected:  # a valid neighbour of an invalid case
+        load(doc)
+        return
+    message = str(error_of(doc))
+    assert message.startswith("wf.yaml"), message
+    for part in expected:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_corpus_is_large_enough():
+    assert sum(1 for _, e in BAD if e) >= 40
+
+
+def test_yaml_duplicate_keys_rejected():
+    with pytest.raises(ConfigError, match="duplicate key"):
+        load_text("nodes:\n  - name: A\n    name: B\n    type: exit\n", source="dup.yaml")
+
+
+def test_example_text_round_trip():
+    text = textwrap.dedent(
+        """
+        config:
+          nodes:
+          - name: AUTHOR
+            type: call
+            url: http://127.0.0.1:9/json
+          - name: JOIN
+            type: jq
+            inputs:
+              input1: AUTHOR.body
+            jq: "{author: .input1.slideshow.author}"
+          - name: EXIT
+            type: exit
+            inputs:
+              body: JOIN
+            status: 200
+        """
+    )
+    w = load_text(text, source="x.yaml")
+    assert [n.name for n in w.plan.nodes] == ["AUTHOR", "JOIN", "EXIT"]
