@@ -1,0 +1,64 @@
+"""`xml_to_json`: parse an XML string (safely) into a JSON value.
+
+Conventions, the XPath subset and safety rules: see `mitmdatakit.xmljson`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import xmljson
+from .base import SELF, Node, NodeError, NodeSpec, Ports, PortType, WorkflowInfo, register
+
+_NAME = {"type": "string", "minLength": 1, "maxLength": 32}
+
+
+@register
+class XmlToJsonNode(Node):
+    type_name = "xml_to_json"
+    schema = {
+        "properties": {
+            "attributes_block_name": _NAME,
+            "attributes_name_prefix": _NAME,
+            "text_block_name": {**_NAME, "default": "#text"},
+            "text_as_property": {"type": "boolean", "default": False},
+            "recognize_type": {"type": "boolean", "default": True},
+            "xpath": {"type": "string", "minLength": 1, "maxLength": 256},
+        },
+        "required": [],
+    }
+
+    def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
+        super().__init__(spec, workflow)
+        self.options: dict[str, Any] = {
+            "attributes_block_name": self.attr("attributes_block_name"),
+            "attributes_name_prefix": self.attr("attributes_name_prefix"),
+            "text_block_name": self.attr("text_block_name", "#text"),
+            "text_as_property": bool(self.attr("text_as_property", False)),
+            "recognize_type": bool(self.attr("recognize_type", True)),
+            "xpath": self.attr("xpath"),
+        }
+        if self.options["attributes_block_name"] == self.options["text_block_name"]:
+            raise self.config_error(
+                "attributes_block_name and text_block_name must differ "
+                f"(both are {self.options['text_block_name']!r})",
+                field="attributes_block_name",
+            )
+        if self.options["xpath"] is not None:
+            try:
+                xmljson.check_xpath(self.options["xpath"])
+            except NodeError as exc:
+                raise self.config_error(str(exc), field="xpath") from None
+
+    def input_ports(self) -> Ports:
+        return Ports(self_type=PortType.STRING)
+
+    def output_ports(self) -> Ports:
+        return Ports(self_type=PortType.ANY)
+
+    def run(self, inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        value = inputs.get(SELF)
+        if not isinstance(value, str):
+            kind = "null" if value is None else type(value).__name__
+            raise NodeError(f"xml_to_json input must be an XML string, not {kind}")
+        return {SELF: xmljson.xml_to_json(value, **self.options)}

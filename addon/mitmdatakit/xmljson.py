@@ -1,0 +1,473 @@
+"""XML <-> JSON conversion for the `xml_to_json` and `json_to_xml` nodes.
+
+Both directions use the same conventions, so that a document converted one
+way and back gives the original (key order aside, see "Round trips" below).
+
+XML -> JSON (`xml_to_json`)
+===========================
+
+* The document becomes an object with one key, the root element's name:
+  `<root><a>1</a></root>` -> `{"root": {"a": 1}}`.
+* Names are kept as written, namespace prefixes included (`soap:Envelope`);
+  namespace declarations are ordinary attributes (`xmlns:soap`).
+* An element with neither attributes nor child elements becomes its text
+  (`""` when empty), unless `text_as_property` is set: then it becomes
+  `{text_block_name: text}` (`{}` when empty).
+* Any other element becomes an object: its attributes, then its text under
+  `text_block_name` (when there is any), then its child elements by name.
+  Child elements with the same name become a list, in document order, even
+  when other elements stand between them. A key met twice for any other
+  reason (an attribute and a child element with the same key) also becomes a
+  list.
+* Attributes go into an object under `attributes_block_name` when it is set
+  (names prefixed with `attributes_name_prefix` if that is set too), else into
+  keys `attributes_name_prefix + name`, else (neither set) into plain keys.
+* Text: the element's character data (text, CDATA, text between child
+  elements) is joined and stripped of surrounding whitespace; whitespace-only
+  text counts as no text. Comments and processing instructions are dropped.
+* The text `null` becomes `null`. With `recognize_type` (the default), the
+  texts `true` and `false` become booleans and a text written as a JSON number
+  (`-12`, `3.5`, `1e3`; not `01`, `+1`, `.5`, `0x10` or `NaN`) becomes a
+  number. This applies to text and attribute values alike.
+* `xpath` selects elements to convert instead of the whole document; the
+  result is an object keyed by the names of the selected elements (several
+  with the same name: a list), like the children of an element. The
+  supported XPath subset is ElementTree's (see `XPATH_HELP`).
+
+JSON -> XML (`json_to_xml`)
+===========================
+
+* An object with a single key that is a valid element name and whose value
+  is not a list is the root element itself. Anything else (several keys, a
+  list, a scalar, an attribute key) is the content of a `root_element_name`
+  element: `{"a": 1, "b": 2}` -> `<root><a>1</a><b>2</b></root>`.
+* In an object, the `attributes_block_name` key (an object) gives the
+  attributes (a prefix is removed from its keys when they carry it); then the
+  `text_block_name` key is the text; then keys starting with
+  `attributes_name_prefix` are attributes (prefix removed); every other key
+  is a child element. Attributes are written first, then the text, then the
+  children in key order. A list gives one element per item; an item that is
+  itself a list gives an element whose children are `<item>` elements, as
+  does a list at the top.
+* Scalars are written as JSON writes them: `true`, `false`, `null`, numbers,
+  strings as they are. An empty object, empty string or empty list gives an
+  empty element (an empty list as a child: no element at all).
+* No XML declaration is written. Names that are not valid XML names and
+  characters XML 1.0 cannot carry (most control characters) are errors.
+
+Round trips
+===========
+
+XML -> JSON -> XML gives an equivalent document when attributes are marked
+(`attributes_block_name` and/or `attributes_name_prefix` set), except that
+sibling elements are regrouped by name, text moves before child elements,
+surrounding whitespace of text is dropped and numbers are written in canonical
+form (`1.50` comes back as `1.5`). JSON -> XML -> JSON gives the original
+value when strings do not look like numbers, booleans or `null`, lists have at
+least two items and do not directly contain lists, and objects are not empty.
+
+Safety
+======
+
+Parsing is done by expat through `defusedxml` with document type declarations
+forbidden: any `<!DOCTYPE ...>` is rejected before its internal subset is
+read, so entity-expansion bombs ("billion laughs") and external entities
+(XXE, DTD fetching) fail at once, without expanding or fetching anything.
+Nesting deeper than `MAX_DEPTH` is rejected in both directions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+from xml.sax import SAXParseException
+from xml.sax.handler import ContentHandler
+from xml.sax.saxutils import escape
+
+from defusedxml import DefusedXmlException
+from defusedxml.expatreader import DefusedExpatParser
+
+from .errors import NodeError
+
+__all__ = [
+    "MAX_DEPTH",
+    "XPATH_HELP",
+    "check_name",
+    "check_xpath",
+    "json_to_xml",
+    "xml_to_json",
+]
+
+MAX_DEPTH = 256
+"""Deepest element nesting accepted (libxml2's default limit)."""
+
+XPATH_HELP = (
+    "supported XPath subset (ElementTree): absolute (/a/b) and relative "
+    "(a/b) location paths from the document, // descendants, * (also p:*), "
+    ". and .., and predicates [@attr], [@attr='v'], [@attr!='v'], [child], "
+    "[child='text'], [.='text'], [N], [last()], [last()-N]; names with "
+    "prefixes as written in the document (soap:Body). Not supported: "
+    "functions other than last(), axes (child::), unions (|), text() and "
+    "selecting attributes (a/@b)"
+)
+
+# XML 1.0 Name production (with ':' allowed, as names are kept qualified).
+_NAME_START = (
+    ":A-Z_a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02ff\u0370-\u037d"
+    "\u037f-\u1fff\u200c-\u200d\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff"
+    "\uf900-\ufdcf\ufdf0-\ufffd\U00010000-\U000effff"
+)
+_NAME_CHAR = _NAME_START + r"\-.0-9\u00b7\u0300-\u036f\u203f-\u2040"
+_NAME_RE = re.compile(f"[{_NAME_START}][{_NAME_CHAR}]*")
+# Characters XML 1.0 cannot carry, not even as character references.
+_INVALID_CHAR_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# A JSON number, as RFC 8259 writes it.
+_NUMBER_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_ATTR_ESCAPES = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+_TEXT_ESCAPES = {"\r": "&#13;"}
+_ITEM = "item"  # element name for an item of a list directly inside a list
+_XML_SPACE = " \t\r\n"  # what XML counts as white space (not NBSP &c.)
+
+
+# -- shared helpers ----------------------------------------------------------
+
+
+def check_name(name: str) -> bool:
+    """Whether `name` is a valid XML element or attribute name."""
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
+
+
+def _recognize(text: str, recognize_type: bool) -> Any:
+    if text == "null":
+        return None
+    if not recognize_type:
+        return text
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    if _NUMBER_RE.fullmatch(text):
+        try:
+            value = json.loads(text)
+        except ValueError:  # more digits than Python converts: keep the text
+            return text
+        if isinstance(value, float) and not math.isfinite(value):
+            return text  # 1e999: not representable in JSON
+        return value
+    return text
+
+
+def _add(obj: dict[str, Any], key: str, value: Any) -> None:
+    """Set `key`, turning a repeated key into a list of its values.
+
+    Converted elements are never lists themselves, so a list value can only
+    come from an earlier repetition.
+    """
+    if key not in obj:
+        obj[key] = value
+    elif isinstance(obj[key], list):
+        obj[key].append(value)
+    else:
+        obj[key] = [obj[key], value]
+
+
+# Tags and attribute names are stored in the tree as `{prefix}local` so that
+# ElementTree's XPath resolves `prefix:local` in paths through a prefix map
+# that maps every prefix to itself.
+def _to_clark(qname: str) -> str:
+    prefix, sep, local = qname.partition(":")
+    if sep and prefix and local:
+        return f"{{{prefix}}}{local}"
+    return qname
+
+
+def _from_clark(name: str) -> str:
+    if name[:1] == "{":
+        prefix, _, local = name[1:].partition("}")
+        return f"{prefix}:{local}"
+    return name
+
+
+class _PrefixesAsThemselves(dict):
+    """Prefix map for ElementPath: `p:x` means `{p}x`, for every prefix."""
+
+    def __init__(self) -> None:
+        # A non-empty mapping, so ElementPath uses it (and caches separately).
+        super().__init__({"\x00mitmdatakit": ""})
+
+    def __missing__(self, prefix: str) -> str:
+        return prefix
+
+
+_PREFIXES = _PrefixesAsThemselves()
+_QUOTED_RE = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+# -- XML -> JSON -----------------------------------------------------------
+
+
+class _TreeHandler(ContentHandler):
+    """SAX handler building an ElementTree with qualified names kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.builder = ET.TreeBuilder()
+        self.depth = 0
+
+    def startElement(self, name: str, attrs: Any) -> None:  # noqa: N802 (SAX API)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise NodeError(f"XML elements are nested deeper than {MAX_DEPTH} levels")
+        self.builder.start(_to_clark(name), {_to_clark(k): v for k, v in attrs.items()})
+
+    def endElement(self, name: str) -> None:  # noqa: N802
+        self.depth -= 1
+        self.builder.end(_to_clark(name))
+
+    def characters(self, content: str) -> None:
+        self.builder.data(content)
+
+    def ignorableWhitespace(self, whitespace: str) -> None:  # noqa: N802
+        self.builder.data(whitespace)
+
+
+def parse_xml(text: str) -> ET.Element:
+    """Parse an XML document safely (no DTD, no entities, bounded depth)."""
+    if not isinstance(text, str):
+        raise NodeError(f"XML input must be a string, not {_json_type(text)}")
+    # A byte-order mark or whitespace before the XML declaration is tolerated.
+    text = text.lstrip("\ufeff \t\r\n")
+    handler = _TreeHandler()
+    parser = DefusedExpatParser(forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    parser.setContentHandler(handler)
+    try:
+        parser.feed(text)
+        parser.close()
+    except DefusedXmlException as exc:
+        raise NodeError(
+            "XML document rejected: document type declarations (<!DOCTYPE ...>), "
+            "and with them entity declarations and external entities, are not "
+            f"allowed ({type(exc).__name__})"
+        ) from None
+    except SAXParseException as exc:
+        raise NodeError(
+            f"invalid XML: {exc.getMessage()} "
+            f"(line {exc.getLineNumber()}, column {exc.getColumnNumber()})"
+        ) from None
+    return handler.builder.close()
+
+
+def check_xpath(xpath: str) -> None:
+    """Raise NodeError when `xpath` is outside the supported subset."""
+    _select(ET.Element("\x00"), xpath)
+
+
+def _select(root: ET.Element, xpath: str) -> list[ET.Element]:
+    unquoted = _QUOTED_RE.sub("", xpath)
+    for token, what in (("|", "unions (|)"), ("::", "axes (::)")):
+        if token in unquoted:  # ElementPath would read these as names, silently
+            raise NodeError(f"unsupported xpath {xpath!r}: {what} are not supported; {XPATH_HELP}")
+    document = ET.Element("")  # stands for the document node, parent of the root
+    document.append(root)
+    path = "." + xpath if xpath.startswith("/") else xpath
+    try:
+        found = document.findall(path, _PREFIXES)
+    except (SyntaxError, KeyError, TypeError, ValueError, IndexError) as exc:
+        reason = exc.msg if isinstance(exc, SyntaxError) else f"unexpected {exc}"
+        raise NodeError(f"invalid or unsupported xpath {xpath!r}: {reason}; {XPATH_HELP}") from None
+    # Selecting the document node (`/`, `.`) means the whole document.
+    return [root if element is document else element for element in found]
+
+
+def xml_to_json(
+    text: str,
+    *,
+    attributes_block_name: str | None = None,
+    attributes_name_prefix: str | None = None,
+    text_block_name: str = "#text",
+    text_as_property: bool = False,
+    recognize_type: bool = True,
+    xpath: str | None = None,
+) -> Any:
+    """Convert an XML document to a JSON value (see the module docstring)."""
+    root = parse_xml(text)
+    prefix = attributes_name_prefix or ""
+
+    def convert(element: ET.Element) -> Any:
+        attrib = element.attrib
+        children = list(element)
+        pieces = [element.text or ""]
+        pieces.extend(child.tail or "" for child in children)
+        content = "".join(pieces).strip(_XML_SPACE)
+        if not attrib and not children and not text_as_property:
+            return _recognize(content, recognize_type)
+        obj: dict[str, Any] = {}
+        if attrib:
+            attributes = {
+                prefix + _from_clark(name): _recognize(value, recognize_type)
+                for name, value in attrib.items()
+            }
+            if attributes_block_name:
+                obj[attributes_block_name] = attributes
+            else:
+                for key, value in attributes.items():
+                    _add(obj, key, value)
+        if content:
+            _add(obj, text_block_name, _recognize(content, recognize_type))
+        for child in children:
+            _add(obj, _from_clark(child.tag), convert(child))
+        return obj
+
+    elements = [root] if xpath is None else _select(root, xpath)
+    if not elements:
+        raise NodeError(f"xpath {xpath!r} selected no element")
+    result: dict[str, Any] = {}
+    for element in elements:
+        _add(result, _from_clark(element.tag), convert(element))
+    return result
+
+
+# -- JSON -> XML -----------------------------------------------------------
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__
+
+
+def _scalar_text(value: Any, where: str) -> str:
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise NodeError(f"{where}: {value!r} is not a JSON number")
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise NodeError(f"{where}: a {_json_type(value)} cannot be written as text")
+    bad = _INVALID_CHAR_RE.search(text)
+    if bad:
+        raise NodeError(
+            f"{where}: character U+{ord(bad.group()):04X} cannot be represented in XML 1.0"
+        )
+    return text
+
+
+def json_to_xml(
+    value: Any,
+    *,
+    root_element_name: str = "root",
+    attributes_block_name: str | None = None,
+    attributes_name_prefix: str | None = None,
+    text_block_name: str = "#text",
+) -> str:
+    """Convert a JSON value to an XML document string (see the module docstring)."""
+    prefix = attributes_name_prefix or ""
+    out: list[str] = []
+
+    def is_attribute_key(key: str) -> bool:
+        return bool(prefix) and key.startswith(prefix) and len(key) > len(prefix)
+
+    def attribute(name: str, val: Any, attrs: dict[str, str], where: str) -> None:
+        if not check_name(name):
+            raise NodeError(f"{where}: {name!r} is not a valid XML attribute name")
+        if name in attrs:
+            raise NodeError(f"{where}: attribute {name!r} is given twice")
+        if isinstance(val, (Mapping, list, tuple)):
+            raise NodeError(f"{where}: attribute {name!r} must be a scalar, not {_json_type(val)}")
+        attrs[name] = _scalar_text(val, f"{where}, attribute {name!r}")
+
+    def element(name: str, val: Any, depth: int, path: str) -> None:
+        if depth > MAX_DEPTH:
+            raise NodeError(f"JSON value is nested deeper than {MAX_DEPTH} levels")
+        if not check_name(name):
+            raise NodeError(f"{path}: key {name!r} is not a valid XML element name")
+        attrs: dict[str, str] = {}
+        text = ""
+        children: list[tuple[str, Any, bool]] = []  # name, value, expand a list
+        if isinstance(val, Mapping):
+            for key, item in val.items():
+                if not isinstance(key, str):
+                    raise NodeError(f"{path}: object keys must be strings, not {key!r}")
+                if attributes_block_name is not None and key == attributes_block_name:
+                    if not isinstance(item, Mapping):
+                        raise NodeError(
+                            f"{path}: {key!r} (the attributes block) must be an object, "
+                            f"not {_json_type(item)}"
+                        )
+                    for attr_key, attr_val in item.items():
+                        name_ = attr_key[len(prefix) :] if is_attribute_key(attr_key) else attr_key
+                        attribute(name_, attr_val, attrs, path)
+                elif key == text_block_name:
+                    if isinstance(item, (Mapping, list, tuple)):
+                        raise NodeError(
+                            f"{path}: {key!r} (the text block) must be a scalar, "
+                            f"not {_json_type(item)}"
+                        )
+                    text += _scalar_text(item, f"{path}.{key}")
+                elif is_attribute_key(key):
+                    attribute(key[len(prefix) :], item, attrs, path)
+                elif not (isinstance(item, (list, tuple)) and not item):  # [] gives nothing
+                    children.append((key, item, True))
+        elif isinstance(val, (list, tuple)):
+            children.extend((_ITEM, item, False) for item in val)
+        else:
+            text = _scalar_text(val, path)
+
+        out.append("<" + name)
+        for attr_name, attr_val in attrs.items():
+            out.append(f' {attr_name}="{escape(attr_val, _ATTR_ESCAPES)}"')
+        if not text and not children:
+            out.append("/>")
+            return
+        out.append(">")
+        out.append(escape(text, _TEXT_ESCAPES))
+        for child_name, child_val, expand in children:
+            child_path = f"{path}.{child_name}"
+            if expand and isinstance(child_val, (list, tuple)):
+                for index, item in enumerate(child_val):
+                    element(child_name, item, depth + 1, f"{child_path}[{index}]")
+            else:
+                element(child_name, child_val, depth + 1, child_path)
+        out.append(f"</{name}>")
+
+    if (
+        isinstance(value, Mapping)
+        and len(value) == 1
+        and not isinstance(next(iter(value.values())), (list, tuple))
+    ):
+        (key,) = value.keys()
+        own_key = (
+            isinstance(key, str)
+            and key != text_block_name
+            and key != attributes_block_name
+            and not is_attribute_key(key)
+            and check_name(key)
+        )
+        if own_key:
+            element(key, value[key], 1, key)
+            return "".join(out)
+    if not check_name(root_element_name):
+        raise NodeError(f"root_element_name {root_element_name!r} is not a valid XML name")
+    element(root_element_name, value, 1, root_element_name)
+    return "".join(out)

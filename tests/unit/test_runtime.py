@@ -1,0 +1,970 @@
+"""The runtime, in process: scheduling, phases, failure, branch, jq, traces
+(SPEC §4, §6, §7).
+
+Drives the real addon class (`mitmdatakit.addon.Datakit`) inside mitmproxy's
+`taddons.context` with real `HTTPFlow` objects from `mitmproxy.test`; calls
+go to a local `MockServer`. No mitmdump subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import textwrap
+import time
+from typing import Any
+
+import pytest
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow, tutils
+
+from mitmdatakit.addon import Datakit
+from tests.harness import MockServer, Reply
+
+# --------------------------------------------------------------------------- #
+# helpers
+# --------------------------------------------------------------------------- #
+
+
+def make_flow(
+    path: str = "/path",
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    host: str = "api.test",
+    port: int = 80,
+    scheme: str = "http",
+) -> http.HTTPFlow:
+    fields = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    if body:
+        fields.append((b"content-length", str(len(body)).encode()))
+    req = tutils.treq(
+        method=method.encode(),
+        path=path.encode(),
+        host=host,
+        port=port,
+        scheme=scheme.encode(),
+        headers=http.Headers(fields),
+        content=body,
+    )
+    return tflow.tflow(req=req)
+
+
+def upstream_response(status: int = 200, json_body: Any = None, headers: dict[str, str] | None = None, content: bytes | None = None) -> http.Response:
+    fields = [(b"header-response", b"svalue")]
+    if json_body is not None:
+        content = json.dumps(json_body).encode()
+        fields.append((b"content-type", b"application/json"))
+    content = content if content is not None else b"message"
+    fields += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    fields.append((b"content-length", str(len(content)).encode()))
+    return tutils.tresp(status_code=status, headers=http.Headers(fields), content=content)
+
+
+class DK:
+    """The addon in a mitmproxy test context, plus a fake upstream."""
+
+    def __init__(self, tctx: taddons.context, addon: Datakit, tmp_path) -> None:
+        self.tctx = tctx
+        self.addon = addon
+        self.tmp_path = tmp_path
+        self.upstream_calls = 0
+
+    def load(self, text: str, name: str = "wf.yaml", **options: Any) -> None:
+        path = self.tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        self.tctx.configure(self.addon, datakit_config=str(path), **options)
+        assert self.addon.workflows, "the workflow did not load"
+
+    async def request(self, flow: http.HTTPFlow) -> http.HTTPFlow:
+        await self.addon.request(flow)
+        return flow
+
+    async def roundtrip(self, flow: http.HTTPFlow, upstream: http.Response | None = None) -> http.HTTPFlow:
+        """request hook; the upstream answers unless a response is set; then
+        the response hook (mitmproxy calls it for addon-set responses too)."""
+        await self.addon.request(flow)
+        if flow.response is None:
+            self.upstream_calls += 1
+            flow.response = upstream if upstream is not None else upstream_response()
+        await self.addon.response(flow)
+        return flow
+
+
+@pytest.fixture
+async def dk(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    addon = Datakit(default_config=str(empty))
+    with taddons.context(addon) as tctx:
+        yield DK(tctx, addon, tmp_path)
+        await addon.done()
+
+
+@pytest.fixture(scope="module")
+def srv():
+    with MockServer() as server:
+        server.route("GET", "/a", Reply(json={"n": 1}, delay=0.05))
+        server.route("GET", "/b", Reply(json={"n": 2}, delay=0.15))
+        server.route("GET", "/slow300", Reply(json={"slow": True}, delay=0.3))
+        server.route("GET", "/slow3s", Reply(json={"slow": True}, delay=3.0))
+        server.route("GET", "/fast", Reply(json={"x": 1}, delay=0.05))
+        yield server
+
+
+def body_json(flow: http.HTTPFlow) -> Any:
+    assert flow.response is not None
+    return json.loads(flow.response.content)
+
+
+def trace_of(flow: http.HTTPFlow) -> dict[str, Any]:
+    return flow.metadata["datakit"]["trace"]
+
+
+def node_status(report: dict[str, Any]) -> dict[str, str]:
+    return {n["name"]: n["status"] for n in report["nodes"]}
+
+
+def events(report: dict[str, Any], name: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in report["events"] if (name is None or e["name"] == name) and (action is None or e["action"] == action)]
+
+
+# --------------------------------------------------------------------------- #
+# scheduling
+# --------------------------------------------------------------------------- #
+
+JOIN_NODES = [
+    """\
+  - name: JOIN
+    type: jq
+    inputs: {a: A.body, b: B.body}
+    jq: '{a: .a.n, b: .b.n}'
+""",
+    """\
+  - name: EXIT
+    type: exit
+    status: 201
+    inputs: {body: JOIN}
+""",
+    """\
+  - name: A
+    type: call
+    url: {url}/a
+""",
+    """\
+  - name: B
+    type: call
+    url: {url}/b
+""",
+]
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (2, 0, 3, 1)], ids=["consumers-first", "reversed", "mixed"])
+async def test_each_node_runs_once_when_its_inputs_are_ready_in_any_file_order(dk, srv, order):
+    nodes = "".join(JOIN_NODES[i].replace("{url}", srv.url) for i in order)
+    dk.load("debug: true\nnodes:\n" + nodes)
+    flow = await dk.roundtrip(make_flow())
+
+    assert dk.upstream_calls == 0
+    assert flow.response.status_code == 201
+    assert body_json(flow) == {"a": 1, "b": 2}
+    report = trace_of(flow)
+    assert report["status"] == "PLAN_COMPLETE"
+    assert node_status(report) == {"JOIN": "NODE_COMPLETE", "EXIT": "NODE_COMPLETE", "A": "NODE_COMPLETE", "B": "NODE_COMPLETE"}
+    for name in ("A", "B", "JOIN", "EXIT"):
+        assert len(events(report, name, "run")) == 1, name
+        assert len(events(report, name, "complete")) == 1, name
+    # A and B have no inputs: both start at once, before anything completes
+    first_complete = min(e["at"] for e in events(report, action="complete") if e["name"] in ("A", "B"))
+    assert events(report, "A", "run")[0]["at"] <= first_complete
+    assert events(report, "B", "run")[0]["at"] <= first_complete
+    # JOIN waits for both (B is the slower one), EXIT for JOIN
+    assert events(report, "JOIN", "run")[0]["at"] >= events(report, "B", "complete")[0]["at"]
+    assert events(report, "JOIN", "run")[0]["at"] >= events(report, "A", "complete")[0]["at"]
+    assert events(report, "EXIT", "run")[0]["at"] >= events(report, "JOIN", "complete")[0]["at"]
+    # the run event carries the gathered inputs
+    assert {v["key"]: v["value"] for v in events(report, "JOIN", "run")[0]["values"]} == {"a": {"n": 1}, "b": {"n": 2}}
+
+
+async def test_nodes_without_inputs_run_at_phase_start(dk):
+    dk.load(
+        """\
+        debug: true
+        nodes:
+          - name: LATE
+            type: jq
+            input: EARLY2
+            jq: '. + 1'
+            output: response.headers.x-late
+          - name: EARLY1
+            type: static
+            values: {v: 1}
+          - name: EARLY2
+            type: jq
+            jq: '41'
+          - name: EARLY3
+            type: property
+            property: kong.version
+        """
+    )
+    flow = await dk.roundtrip(make_flow())
+    report = trace_of(flow)
+    declared = {"LATE", "EARLY1", "EARLY2", "EARLY3"}
+    runs = [e["name"] for e in events(report, action="run") if e["name"] in declared]
+    assert set(runs[:3]) == {"EARLY1", "EARLY2", "EARLY3"}
+    assert runs[3:] == ["LATE"]
+    assert flow.response.headers["x-late"] == "42"
+    assert dk.upstream_calls == 1
+
+
+async def test_independent_calls_overlap(dk, srv):
+    calls = "".join(f"  - name: C{i}\n    type: call\n    url: {srv.url}/slow300?i={i}\n" for i in range(4))
+    dk.load(
+        """\
+nodes:
+  - name: ALL
+    type: jq
+    inputs: {a: C0.body, b: C1.body, c: C2.body, d: C3.body}
+    jq: '[.a, .b, .c, .d] | map(.slow) | all'
+  - name: EXIT
+    type: exit
+    inputs: {body: ALL}
+"""
+        + calls
+    )
+    srv.clear()
+    start = time.perf_counter()
+    flow = await dk.request(make_flow())
+    elapsed = time.perf_counter() - start
+    assert body_json(flow) is True
+    assert len(srv.requests_for("/slow300")) == 4
+    assert elapsed < 0.8, f"4 x 300 ms calls took {elapsed:.2f} s: they did not overlap"
+
+
+async def test_a_slow_workflow_does_not_block_other_flows(dk, srv):
+    wfdir = dk.tmp_path / "wfs"
+    wfdir.mkdir()
+    (wfdir / "a_slow.yaml").write_text(
+        f"""\
+match: {{hosts: [slow.test]}}
+nodes:
+  - name: SLOW
+    type: call
+    url: {srv.url}/slow300
+  - name: EXIT
+    type: exit
+    inputs: {{body: SLOW.body}}
+"""
+    )
+    (wfdir / "b_fast.yaml").write_text("nodes:\n  - {name: EXIT, type: exit, status: 202}\n")
+    dk.tctx.configure(dk.addon, datakit_config=str(wfdir))
+    assert [w.name for w in dk.addon.workflows] == ["a_slow", "b_fast"]
+
+    slow_flow = make_flow(host="slow.test")
+    slow = asyncio.ensure_future(dk.request(slow_flow))
+    await asyncio.sleep(0.05)  # the call is in flight
+    other = await dk.request(make_flow(host="fast.test"))
+    assert other.response.status_code == 202
+    assert not slow.done()  # the fast flow was not queued behind the slow one
+    await slow
+    assert body_json(slow_flow) == {"slow": True}
+
+
+# --------------------------------------------------------------------------- #
+# phases
+# --------------------------------------------------------------------------- #
+
+
+async def test_request_and_response_phases(dk):
+    dk.load(
+        """\
+        debug: true
+        nodes:
+          - name: OUT
+            type: jq
+            inputs: {req: REQ, resp: RESP}
+            jq: '{req, resp}'
+            output: response.body
+          - name: RESP
+            type: jq
+            input: service_response.body
+            jq: '.v + 1'
+          - name: REQ
+            type: jq
+            input: request.headers
+            jq: '.["x-in"]'
+          - name: TO_UPSTREAM
+            type: static
+            values: {x-to-upstream: "added"}
+            output: service_request.headers
+        """
+    )
+    flow = make_flow(headers={"X-In": "hello"})
+    await dk.addon.request(flow)
+    assert flow.response is None  # proxied
+    run = dk.addon.runs[flow.id]
+    status = dict(zip((n.name for n in run.plan.nodes), run.status))
+    assert status["REQ"] == "NODE_COMPLETE"
+    assert status["TO_UPSTREAM"] == "NODE_COMPLETE"
+    assert status["RESP"] == "NODE_PENDING"
+    assert status["OUT"] == "NODE_PENDING"
+    # service_request inputs were applied before proxying
+    assert flow.request.headers["x-to-upstream"] == "added"
+
+    flow.response = upstream_response(json_body={"v": 41})
+    await dk.addon.response(flow)
+    assert flow.response.status_code == 200
+    assert body_json(flow) == {"req": "hello", "resp": 42}
+    report = trace_of(flow)
+    assert set(node_status(report).values()) == {"NODE_COMPLETE"}
+    assert not dk.addon.runs  # nothing kept after the flow is done
+
+
+async def test_exit_in_request_phase_never_runs_response_phase(dk):
+    dk.load(
+        """\
+        debug: true
+        nodes:
+          - name: LATE
+            type: jq
+            input: service_response.status
+            jq: '"late"'
+            output: response.headers.x-late
+          - name: EXIT
+            type: exit
+            status: 203
+            inputs: {body: BODY}
+          - name: BODY
+            type: static
+            values: {answered: early}
+        """
+    )
+    flow = make_flow()
+    await dk.addon.request(flow)
+    assert flow.response is not None and flow.response.status_code == 203
+    exit_response = flow.response
+    # mitmproxy still calls the response hook for an addon-set response
+    await dk.addon.response(flow)
+    assert flow.response is exit_response
+    assert flow.response.status_code == 203
+    assert body_json(flow) == {"answered": "early"}
+    assert "x-late" not in flow.response.headers
+    report = trace_of(flow)
+    assert node_status(report)["LATE"] == "NODE_PENDING"
+    assert not events(report, "LATE")
+    assert not dk.addon.runs
+
+
+async def test_response_inputs_set_before_proxying_apply_to_upstream_response(dk):
+    dk.load(
+        """\
+        nodes:
+          - name: HEADERS
+            type: static
+            values: {x-added: "yes", header-response: null}
+            output: response.headers
+          - name: BODY
+            type: jq
+            input: request.query
+            jq: '{echo: .q}'
+            output: response.body
+        """
+    )
+    flow = make_flow("/p?q=hi")
+    await dk.addon.request(flow)
+    assert flow.response is None
+    assert "x-added" not in flow.request.headers  # a response header, not a request one
+    flow.response = upstream_response(content=b"upstream text", headers={"content-type": "text/plain"})
+    await dk.addon.response(flow)
+    assert flow.response.status_code == 200
+    assert flow.response.headers["x-added"] == "yes"
+    assert "header-response" not in flow.response.headers
+    assert body_json(flow) == {"echo": "hi"}
+    assert flow.response.headers["content-length"] == str(len(flow.response.content))
+
+
+async def test_exit_in_response_phase_replaces_upstream_response(dk):
+    dk.load(
+        """\
+        nodes:
+          - name: EXIT
+            type: exit
+            status: 418
+            inputs: {body: WRAP}
+          - name: WRAP
+            type: jq
+            input: service_response
+            jq: '{upstream_status: .status, upstream_body: .body}'
+        """
+    )
+    flow = await dk.roundtrip(make_flow(), upstream_response(status=202, json_body={"k": "v"}))
+    assert dk.upstream_calls == 1
+    assert flow.response.status_code == 418
+    assert body_json(flow) == {"upstream_status": 202, "upstream_body": {"k": "v"}}
+    assert "header-response" not in flow.response.headers
+
+
+async def test_workflow_without_match_is_skipped_for_other_flows(dk):
+    dk.load(
+        """\
+        match: {hosts: [only.test]}
+        nodes:
+          - {name: EXIT, type: exit, status: 204}
+        """
+    )
+    other = await dk.roundtrip(make_flow(host="api.test"))
+    assert other.response.status_code == 200 and dk.upstream_calls == 1
+    mine = await dk.roundtrip(make_flow(host="only.test"))
+    assert mine.response.status_code == 204 and dk.upstream_calls == 1
+
+
+# --------------------------------------------------------------------------- #
+# failure
+# --------------------------------------------------------------------------- #
+
+FAILING = """\
+debug: {debug}
+nodes:
+  - name: SLOW
+    type: call
+    url: {url}/slow3s
+  - name: FAST
+    type: call
+    url: {url}/fast
+  - name: BOOM
+    type: jq
+    input: FAST.body
+    jq: 'error("boom \\(.x)")'
+  - name: EXIT
+    type: exit
+    inputs: {{body: SLOW.body}}
+"""
+
+
+async def test_node_failure_cancels_running_calls_and_answers_500(dk, srv, caplog):
+    dk.load(FAILING.format(debug="false", url=srv.url))
+    srv.clear()
+    flow = make_flow()
+    caplog.set_level(logging.ERROR, logger="mitmdatakit")
+    start = time.perf_counter()
+    await dk.addon.request(flow)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, f"the failing workflow waited for the slow call ({elapsed:.2f} s)"
+    assert len(srv.requests_for("/slow3s")) == 1  # it really was in flight
+    assert flow.response.status_code == 500
+    assert flow.response.headers["content-type"] == "application/json"
+    assert body_json(flow) == {"message": "An unexpected error occurred", "request_id": flow.id}
+    # the full error is logged
+    assert "boom 1" in caplog.text and "BOOM" in caplog.text
+    # no second phase after the failure
+    await dk.addon.response(flow)
+    assert body_json(flow) == {"message": "An unexpected error occurred", "request_id": flow.id}
+    assert not dk.addon.runs
+
+
+async def test_node_failure_with_debug_names_the_node(dk, srv):
+    dk.load(FAILING.format(debug="true", url=srv.url))
+    flow = make_flow()
+    start = time.perf_counter()
+    await dk.addon.request(flow)
+    assert time.perf_counter() - start < 1.0
+    assert flow.response.status_code == 500
+    body = body_json(flow)
+    assert set(body) == {"message", "request_id", "error", "node"}
+    assert body["message"] == "node execution error"
+    assert body["request_id"] == flow.id
+    assert "boom 1" in body["error"]
+    assert body["node"] == {"index": 2, "name": "BOOM", "type": "jq"}
+    report = trace_of(flow)
+    assert report["status"] == "PLAN_ERROR"
+    statuses = node_status(report)
+    assert statuses == {"SLOW": "NODE_CANCELED", "FAST": "NODE_COMPLETE", "BOOM": "NODE_ERROR", "EXIT": "NODE_CANCELED"}
+    assert "boom 1" in next(n for n in report["nodes"] if n["name"] == "BOOM")["error"]
+    assert events(report, "SLOW", "cancel")
+    fail = events(report, "BOOM", "fail")
+    assert len(fail) == 1 and "boom 1" in fail[0]["values"][0]["value"]
+    assert not events(report, "EXIT", "run")
+
+
+async def test_failure_in_response_phase_replaces_upstream_response(dk):
+    dk.load(
+        """\
+        debug: true
+        nodes:
+          - name: OK
+            type: static
+            values: {a: 1}
+          - name: BAD
+            type: jq
+            input: service_response.body
+            jq: '.missing.deeper | ascii_downcase'
+            output: response.body
+        """
+    )
+    flow = await dk.roundtrip(make_flow(), upstream_response(json_body={"missing": 5}))
+    assert flow.response.status_code == 500
+    body = body_json(flow)
+    assert body["message"] == "node execution error"
+    assert body["node"] == {"index": 1, "name": "BAD", "type": "jq"}
+    assert "header-response" not in flow.response.headers
+
+
+@pytest.mark.parametrize(
+    ("jq", "target", "port_type"),
+    [
+        ('"not-a-map"', "headers", "map"),
+        ("[1, 2]", "headers", "map"),
+    ],
+)
+async def test_any_to_typed_runtime_mismatch_is_a_node_error(dk, jq, target, port_type):
+    dk.load(
+        f"""\
+        debug: true
+        nodes:
+          - name: VALUE
+            type: jq
+            jq: '{jq}'
+          - name: EXIT
+            type: exit
+            inputs: {{{target}: VALUE}}
+        """
+    )
+    flow = await dk.roundtrip(make_flow())
+    assert dk.upstream_calls == 0
+    assert flow.response.status_code == 500
+    body = body_json(flow)
+    assert body["node"] == {"index": 1, "name": "EXIT", "type": "exit"}
+    assert port_type in body["error"]
+
+
+async def test_any_to_typed_runtime_match_passes(dk):
+    dk.load(
+        """\
+        nodes:
+          - name: VALUE
+            type: jq
+            jq: '{"x-ok": "1"}'
+          - name: EXIT
+            type: exit
+            status: 202
+            inputs: {headers: VALUE}
+        """
+    )
+    flow = await dk.roundtrip(make_flow())
+    assert flow.response.status_code == 202
+    assert flow.response.headers["x-ok"] == "1"
+
+
+async def test_any_to_string_mismatch_into_call_url(dk, srv):
+    dk.load(
+        f"""\
+        debug: true
+        nodes:
+          - name: URL
+            type: jq
+            jq: '12'
+          - name: CALL
+            type: call
+            url: {srv.url}/a
+            inputs: {{url: URL}}
+        """
+    )
+    srv.clear()
+    flow = await dk.roundtrip(make_flow())
+    assert flow.response.status_code == 500
+    assert body_json(flow)["node"] == {"index": 1, "name": "CALL", "type": "call"}
+    assert "string" in body_json(flow)["error"]
+    assert srv.requests_for("/a") == []
+
+
+# --------------------------------------------------------------------------- #
+# branch
+# --------------------------------------------------------------------------- #
+
+BRANCH = """\
+debug: true
+nodes:
+  - name: COND
+    type: jq
+    input: request.query
+    jq: '.go == "yes"'
+  - name: BR
+    type: branch
+    input: COND
+    then: [YEP]
+    else: [NOPE]
+  - name: YEP
+    type: exit
+    status: 201
+  - name: NOPE
+    type: jq
+    jq: '"no"'
+  - name: AFTER_NOPE
+    type: exit
+    status: 202
+    inputs: {body: NOPE}
+"""
+
+
+async def test_branch_then(dk):
+    dk.load(BRANCH)
+    flow = await dk.roundtrip(make_flow("/?go=yes"))
+    assert flow.response.status_code == 201
+    report = trace_of(flow)
+    assert node_status(report) == {
+        "COND": "NODE_COMPLETE",
+        "BR": "NODE_COMPLETE",
+        "YEP": "NODE_COMPLETE",
+        "NOPE": "NODE_SKIPPED",
+        "AFTER_NOPE": "NODE_SKIPPED",  # needs the skipped node's output
+    }
+    assert events(report, "NOPE", "skip") and events(report, "AFTER_NOPE", "skip")
+    assert not events(report, "NOPE", "run") and not events(report, "AFTER_NOPE", "run")
+    # YES has no data input but waited for the decision
+    assert events(report, "YEP", "run")[0]["at"] >= events(report, "BR", "complete")[0]["at"]
+
+
+async def test_branch_else(dk):
+    dk.load(BRANCH)
+    flow = await dk.roundtrip(make_flow("/?go=no"))
+    assert dk.upstream_calls == 0
+    assert flow.response.status_code == 202
+    assert flow.response.content == b"no"
+    report = trace_of(flow)
+    assert node_status(report)["YEP"] == "NODE_SKIPPED"
+    assert node_status(report)["NOPE"] == "NODE_COMPLETE"
+    assert events(report, "YEP", "skip") and not events(report, "YEP", "run")
+
+
+NESTED = """\
+debug: true
+nodes:
+  - name: INNER
+    type: branch
+    input: C2
+    then: [E_IN_THEN]
+    else: [E_IN_ELSE]
+  - name: OUTER
+    type: branch
+    input: C1
+    then: [INNER]
+    else: [E_OUTER]
+  - name: C1
+    type: jq
+    input: request.query
+    jq: '.a == "1"'
+  - name: C2
+    type: jq
+    input: request.query
+    jq: '.b == "1"'
+  - {name: E_IN_THEN, type: exit, status: 201}
+  - {name: E_IN_ELSE, type: exit, status: 202}
+  - {name: E_OUTER, type: exit, status: 203}
+"""
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "skipped"),
+    [
+        ("a=1&b=1", 201, {"E_IN_ELSE", "E_OUTER"}),
+        ("a=1&b=0", 202, {"E_IN_THEN", "E_OUTER"}),
+        ("a=0&b=1", 203, {"INNER", "E_IN_THEN", "E_IN_ELSE"}),
+    ],
+)
+async def test_nested_branch(dk, query, status, skipped):
+    dk.load(NESTED)
+    flow = await dk.roundtrip(make_flow("/?" + query))
+    assert dk.upstream_calls == 0
+    assert flow.response.status_code == status
+    statuses = node_status(trace_of(flow))
+    assert {n for n, s in statuses.items() if s == "NODE_SKIPPED"} == skipped
+    assert {n for n, s in statuses.items() if s != "NODE_SKIPPED"} == set(statuses) - skipped
+    assert all(s == "NODE_COMPLETE" for n, s in statuses.items() if n not in skipped)
+
+
+async def test_skipped_source_of_a_sink_sends_nothing(dk):
+    dk.load(
+        """\
+        nodes:
+          - name: BR
+            type: branch
+            input: COND
+            then: [H]
+          - name: COND
+            type: jq
+            jq: 'false'
+          - name: H
+            type: static
+            values: {x-h: "from-h"}
+          - name: SET_H
+            type: jq
+            input: H
+            jq: '.["x-h"]'
+            output: response.headers.x-h
+          - name: SET_OTHER
+            type: static
+            values: {v: "other"}
+            outputs: {v: response.headers.x-other}
+        """
+    )
+    flow = await dk.roundtrip(make_flow())
+    assert flow.response.status_code == 200
+    assert flow.response.headers["x-other"] == "other"
+    assert "x-h" not in flow.response.headers
+
+
+@pytest.mark.parametrize("value", ['"true"', "1", "null", "{}"])
+async def test_branch_input_must_be_boolean(dk, value):
+    dk.load(
+        f"""\
+        debug: true
+        nodes:
+          - name: COND
+            type: jq
+            jq: '{value}'
+          - name: BR
+            type: branch
+            input: COND
+            then: [YEP]
+          - {{name: YEP, type: exit, status: 201}}
+        """
+    )
+    flow = await dk.roundtrip(make_flow())
+    assert dk.upstream_calls == 0
+    assert flow.response.status_code == 500
+    assert body_json(flow)["node"] == {"index": 1, "name": "BR", "type": "branch"}
+    assert "boolean" in body_json(flow)["error"]
+
+
+# --------------------------------------------------------------------------- #
+# jq
+# --------------------------------------------------------------------------- #
+
+
+async def jq_result(dk, node: str, flow: http.HTTPFlow | None = None) -> Any:
+    """Load a workflow with a jq node J (given as YAML lines) whose value is
+    returned to the client wrapped as {"v": ...}."""
+    dk.load(
+        "nodes:\n"
+        + textwrap.indent(textwrap.dedent(node), "  ")
+        + """\
+  - name: WRAP
+    type: jq
+    inputs: {v: J}
+    jq: '{v}'
+  - name: EXIT
+    type: exit
+    inputs: {body: WRAP}
+"""
+    )
+    flow = await dk.roundtrip(flow or make_flow("/p?a=1&a=2&b=x", headers={"X-H": "h"}))
+    assert flow.response.status_code == 200, flow.response.content
+    return body_json(flow)["v"]
+
+
+async def test_jq_input_form_is_the_value(dk):
+    node = """\
+    - name: J
+      type: jq
+      input: request.query
+      jq: '.'
+    """
+    assert await jq_result(dk, node) == {"a": ["1", "2"], "b": "x"}
+
+
+async def test_jq_input_of_an_object_node_is_a_map_of_its_ports(dk):
+    node = """\
+    - name: J
+      type: jq
+      input: request
+      jq: '{keys: keys, method, path, q: .query.b, h: .headers["x-h"]}'
+    """
+    result = await jq_result(dk, node)
+    assert {"body", "headers", "query", "path", "method"} <= set(result["keys"])
+    assert result["method"] == "GET" and result["path"] == "/p"
+    assert result["q"] == "x" and result["h"] == "h"
+
+
+async def test_jq_inputs_form_is_an_object_of_named_inputs(dk):
+    node = """\
+    - name: J
+      type: jq
+      inputs: {q: request.query.b, m: request.method, s: S.k}
+      jq: '.'
+    - name: S
+      type: static
+      values: {k: [1, true, null]}
+    """
+    assert await jq_result(dk, node) == {"q": "x", "m": "GET", "s": [1, True, None]}
+
+
+@pytest.mark.parametrize(
+    ("jq", "expected"),
+    [
+        ('.a, .b', [["1", "2"], "x"]),
+        ('.a[]', ["1", "2"]),
+        ('[.b]', ["x"]),  # one value that is a list stays as is
+        ('.b', "x"),
+        ('empty', None),
+        ('.nothing', None),
+    ],
+)
+async def test_jq_emitted_values(dk, jq, expected):
+    node = f"""\
+    - name: J
+      type: jq
+      input: request.query
+      jq: '{jq}'
+    """
+    assert await jq_result(dk, node) == expected
+
+
+@pytest.mark.parametrize("jq", ['.b | tonumber', '.a + 1', 'error("custom")', '.b.c'])
+async def test_jq_runtime_error_is_a_node_error(dk, jq):
+    dk.load(
+        f"""\
+        debug: true
+        nodes:
+          - name: J
+            type: jq
+            input: request.query
+            jq: '{jq}'
+          - name: EXIT
+            type: exit
+            inputs: {{body: J}}
+        """
+    )
+    flow = await dk.roundtrip(make_flow("/p?a=1&a=2&b=x"))
+    assert dk.upstream_calls == 0
+    assert flow.response.status_code == 500
+    body = body_json(flow)
+    assert body["node"] == {"index": 0, "name": "J", "type": "jq"}
+    assert body["error"]
+
+
+# --------------------------------------------------------------------------- #
+# traces
+# --------------------------------------------------------------------------- #
+
+TRACED = """\
+debug: {debug}
+nodes:
+  - name: S
+    type: static
+    values: {{n: 1, s: "text", b: true, z: null, l: [1], o: {{k: v}}}}
+  - name: J
+    type: jq
+    input: S.n
+    jq: '. + 1'
+    output: response.headers.x-j
+"""
+
+
+async def test_trace_report_replaces_body_with_debug_and_header(dk):
+    dk.load(TRACED.format(debug="true"))
+    flow = make_flow(headers={"X-DataKit-Debug-Trace": "1"})
+    await dk.roundtrip(flow, upstream_response(status=201, content=b"original"))
+    assert flow.response.status_code == 201
+    assert flow.response.headers["content-type"] == "application/json"
+    report = body_json(flow)
+    assert {"started_at", "ended_at", "duration", "status", "nodes", "events"} <= set(report)
+    assert report["status"] == "PLAN_COMPLETE"
+    assert report["ended_at"] >= report["started_at"]
+    assert report["duration"] >= 0
+    assert report["nodes"] == [
+        {"name": "S", "type": "static", "status": "NODE_COMPLETE"},
+        {"name": "J", "type": "jq", "status": "NODE_COMPLETE"},
+    ]
+    for e in report["events"]:
+        assert set(e) == {"name", "type", "action", "at", "values"}
+        assert e["action"] in ("run", "complete", "fail", "cancel", "skip")
+        assert isinstance(e["at"], (int, float)) and e["at"] >= 0
+        for v in e["values"]:
+            assert set(v) == {"key", "type", "value"}
+    ats = [e["at"] for e in report["events"]]
+    assert ats == sorted(ats)
+    s_done = events(report, "S", "complete")[0]
+    assert {v["key"]: (v["type"], v["value"]) for v in s_done["values"]} == {
+        "n": ("number", 1),
+        "s": ("string", "text"),
+        "b": ("boolean", True),
+        "z": ("null", None),
+        "l": ("array", [1]),
+        "o": ("object", {"k": "v"}),
+    }
+    assert events(report, "J", "run")[0]["values"] == [{"key": "$self", "type": "number", "value": 1}]
+    assert events(report, "J", "complete")[0]["values"] == [{"key": "$self", "type": "number", "value": 2}]
+    # the trace is also attached to the flow
+    assert flow.metadata["datakit"]["trace"]["status"] == "PLAN_COMPLETE"
+    assert flow.metadata["datakit"]["workflow"] == "wf"
+
+
+async def test_trace_report_on_failure(dk):
+    dk.load(
+        """\
+        debug: true
+        nodes:
+          - name: OK
+            type: static
+            values: {a: 1}
+          - name: BAD
+            type: jq
+            input: OK.a
+            jq: 'error("nope")'
+          - name: NEVER
+            type: exit
+            inputs: {body: BAD}
+        """
+    )
+    flow = await dk.roundtrip(make_flow(headers={"X-DataKit-Debug-Trace": "yes"}))
+    assert flow.response.status_code == 500
+    report = body_json(flow)
+    assert report["status"] == "PLAN_ERROR"
+    statuses = node_status(report)
+    assert statuses == {"OK": "NODE_COMPLETE", "BAD": "NODE_ERROR", "NEVER": "NODE_CANCELED"}
+    bad = next(n for n in report["nodes"] if n["name"] == "BAD")
+    assert "nope" in bad["error"]
+    assert [e["action"] for e in events(report, "BAD")] == ["run", "fail"]
+
+
+@pytest.mark.parametrize("value", ["0", "false", "OFF", "False", " off "])
+async def test_trace_header_off_values_do_not_trace(dk, value):
+    dk.load(TRACED.format(debug="true"))
+    flow = await dk.roundtrip(make_flow(headers={"X-DataKit-Debug-Trace": value}), upstream_response(content=b"original"))
+    assert flow.response.content == b"original"
+    assert flow.response.headers["x-j"] == "2"
+    # still traced on the flow, without altering the response
+    assert flow.metadata["datakit"]["trace"]["status"] == "PLAN_COMPLETE"
+
+
+@pytest.mark.parametrize("value", ["1", "true", "on", "anything"])
+async def test_trace_header_without_debug_changes_nothing(dk, value):
+    dk.load(TRACED.format(debug="false"))
+    flow = await dk.roundtrip(make_flow(headers={"X-DataKit-Debug-Trace": value}), upstream_response(content=b"original"))
+    assert flow.response.content == b"original"
+    assert flow.response.headers["x-j"] == "2"
+
+
+async def test_datakit_debug_option_enables_tracing(dk):
+    dk.load(TRACED.format(debug="false"), datakit_debug=True)
+    flow = await dk.roundtrip(make_flow(headers={"X-DataKit-Debug-Trace": "1"}), upstream_response(content=b"original"))
+    report = body_json(flow)
+    assert report["status"] == "PLAN_COMPLETE"
+    assert node_status(report) == {"S": "NODE_COMPLETE", "J": "NODE_COMPLETE"}
+    # switching the option off again turns tracing off
+    dk.tctx.configure(dk.addon, datakit_debug=False)
+    flow = await dk.roundtrip(make_flow(headers={"X-DataKit-Debug-Trace": "1"}), upstream_response(content=b"original"))
+    assert flow.response.content == b"original"
+
+
+async def test_trace_attached_to_flow_without_altering_response(dk):
+    dk.load(TRACED.format(debug="true"))
+    flow = await dk.roundtrip(make_flow(), upstream_response(content=b"original"))
+    assert flow.response.content == b"original"
+    meta = flow.metadata["datakit"]
+    assert meta["workflow"] == "wf"
+    assert meta["trace"]["status"] == "PLAN_COMPLETE"
+    assert node_status(meta["trace"]) == {"S": "NODE_COMPLETE", "J": "NODE_COMPLETE"}
+    json.dumps(meta)  # serializable (saved flow files)
