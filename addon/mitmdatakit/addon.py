@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 
-from .codecs import TRANSFER_HEADERS, encode_body, encode_headers, header_lookup, write_message
 from .config import load_path, workflow_files
-from .errors import CodecError, ConfigError
-from .nodes.base import Phase
-from .runtime import FlowRun, Services, WorkflowFailed
+from .engine import Engine
+from .errors import ConfigError
+from .runtime import Services
 from .workflow import Workflow
 
 logger = logging.getLogger("mitmdatakit")
 
-TRACE_HEADER = "x-datakit-debug-trace"
-TRACE_OFF_VALUES = frozenset({"0", "false", "off"})
-METADATA_KEY = "datakit"
 RELOAD_INTERVAL = 1.0
 
 
@@ -32,34 +27,12 @@ def default_config_path() -> str:
     return str(Path(__file__).resolve().parents[2] / "workflows")
 
 
-def trace_requested(flow: http.HTTPFlow) -> bool:
-    value = flow.request.headers.get(TRACE_HEADER)
-    return value is not None and value.strip().lower() not in TRACE_OFF_VALUES
-
-
-def error_body(run: FlowRun, failure: WorkflowFailed) -> dict[str, Any]:
-    if run.workflow.debug:
-        return {
-            "message": "node execution error",
-            "request_id": run.request_id,
-            "error": failure.message,
-            "node": {"index": failure.index, "name": failure.name, "type": failure.node_type},
-        }
-    return {"message": "An unexpected error occurred", "request_id": run.request_id}
-
-
-def json_response(status: int, body: Any) -> http.Response:
-    return http.Response.make(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
-
-
 class Datakit:
     """Runs Datakit workflows on the flows passing through mitmproxy."""
 
     def __init__(self, default_config: str | None = None) -> None:
         self.default_config = default_config or default_config_path()
-        self.workflows: list[Workflow] = []
-        self.services = Services(option=self._option)
-        self.runs: dict[str, FlowRun] = {}
+        self.engine = Engine(Services(option=self._option), debug=lambda: bool(ctx.options.datakit_debug))
         self._is_running = False
         self._watched: dict[str, float] = {}
         self._watcher: asyncio.Task | None = None
@@ -90,11 +63,9 @@ class Datakit:
     async def done(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
-        for run in list(self.runs.values()):
-            await run.cancel()
-        self.runs.clear()
+        await self.engine.aclose()
         await self._close(self.workflows)
-        await self.services.aclose()
+        await self.engine.services.aclose()
 
     def reload(self, initial: bool = False) -> bool:
         """Load the configured workflows; keep the old ones if that fails."""
@@ -108,7 +79,7 @@ class Datakit:
                 logger.error("Datakit: reload failed, still serving the previous workflows: %s", e)
             self._snapshot(path)
             return False
-        old, self.workflows = self.workflows, workflows
+        old, self.engine.workflows = self.engine.workflows, workflows
         self._snapshot(path)
         names = ", ".join(f"{w.name} ({len([n for n in w.plan.nodes if n.index >= 0])} nodes)" for w in workflows) or "none"
         logger.info("Datakit: loaded %d workflow(s) from %s: %s", len(workflows), path, names)
@@ -165,129 +136,20 @@ class Datakit:
         except (KeyError, AttributeError):
             raise KeyError(name) from None
 
-    # -- flows -------------------------------------------------------------
+    @property
+    def workflows(self) -> Sequence[Workflow]:
+        return self.engine.workflows
 
-    def select(self, flow: http.HTTPFlow) -> Workflow | None:
-        for wf in self.workflows:
-            if wf.applies_to(flow):
-                return wf
-        return None
+    # -- flows: the engine does the work -----------------------------------
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or flow.id in self.runs:
-            return  # answered by another addon already, or a replay of ours
-        wf = self.select(flow)
-        if wf is None:
-            return
-        debug = wf.debug or ctx.options.datakit_debug
-        run = FlowRun(wf, flow, self.services, tracing=debug)
-        run.trace_to_client = debug and trace_requested(flow)
-        self.runs[flow.id] = run
-        try:
-            await run.run_phase(Phase.REQUEST)
-        except WorkflowFailed as failure:
-            self._fail(run, failure)
-            return
-        except Exception as e:  # noqa: BLE001 - never let a bug take the proxy down
-            self._crash(run, e)
-            return
-        if run.exit_response is not None:
-            self._finish(run)
+        await self.engine.request(flow)
 
     async def response(self, flow: http.HTTPFlow) -> None:
-        run = self.runs.get(flow.id)
-        if run is None or getattr(run, "finished", False):
-            return
-        try:
-            if run.plan.needs_response_phase:
-                await run.run_phase(Phase.RESPONSE)
-        except WorkflowFailed as failure:
-            self._fail(run, failure)
-            return
-        except Exception as e:  # noqa: BLE001
-            self._crash(run, e)
-            return
-        self._finish(run)
+        await self.engine.response(flow)
 
     async def error(self, flow: http.HTTPFlow) -> None:
-        run = self.runs.pop(flow.id, None)
-        if run is not None:
-            await run.cancel()
-            self._attach(run)
-
-    # -- building the answer -------------------------------------------------
-
-    def _exit_response(self, run: FlowRun) -> http.Response:
-        ex = run.exit_response
-        assert ex is not None
-        headers = ex.headers or {}
-        fields = [(k, v) for k, v in encode_headers(headers) if k.lower() not in TRANSFER_HEADERS]
-        response = http.Response.make(ex.status, b"")
-        for name, value in fields:
-            response.headers.add(name, value)
-        if "content-encoding" in response.headers and ex.body is not None and not isinstance(ex.body, (str, bytes)):
-            del response.headers["content-encoding"]
-        data, content_type = encode_body(ex.body, header_lookup(headers, "content-type"))
-        if content_type is not None:
-            response.headers["content-type"] = content_type
-        response.content = data
-        return response
-
-    def _finish(self, run: FlowRun) -> None:
-        """The response goes out: an exit's or the upstream's, with the
-        workflow's `response` inputs, status and trace applied."""
-        flow = run.flow
-        try:
-            if run.exit_response is not None:
-                flow.response = self._exit_response(run)
-            if flow.response is not None:
-                patch = run.response_patch
-                if patch:
-                    write_message(flow.response, patch.get("headers"), patch.get("body"), set_body="body" in patch)
-                if run.response_status is not None:
-                    flow.response.status_code = run.response_status
-        except CodecError as e:
-            self._fail(run, WorkflowFailed(0, "response", "response", str(e)))
-            return
-        except Exception as e:  # noqa: BLE001
-            self._crash(run, e)
-            return
-        self._done(run)
-
-    def _fail(self, run: FlowRun, failure: WorkflowFailed) -> None:
-        logger.error(
-            "Datakit: workflow %s failed at node %r (%s, #%d) for %s %s [request_id %s]: %s",
-            run.workflow.name, failure.name, failure.node_type, failure.index,
-            run.flow.request.method, run.flow.request.pretty_url, run.request_id, failure.message,
-        )
-        run.failure = failure
-        run.flow.response = json_response(500, error_body(run, failure))
-        self._done(run)
-
-    def _crash(self, run: FlowRun, error: Exception) -> None:
-        logger.error("Datakit: internal error in workflow %s", run.workflow.name, exc_info=error)
-        self._fail(run, WorkflowFailed(0, "?", "?", f"internal error: {type(error).__name__}: {error}"))
-
-    def _done(self, run: FlowRun) -> None:
-        run.finished = True
-        self.runs.pop(run.flow.id, None)
-        self._attach(run)
-        if run.trace is not None and getattr(run, "trace_to_client", False) and run.flow.response is not None:
-            report = run.report()
-            response = run.flow.response
-            response.headers.pop("content-encoding", None)
-            response.headers["content-type"] = "application/json"
-            response.content = json.dumps(report).encode()
-
-    def _attach(self, run: FlowRun) -> None:
-        """Keep the trace on the flow (mitmweb, saved flows)."""
-        if run.trace is None:
-            return
-        report = run.report()
-        run.flow.metadata[METADATA_KEY] = {"workflow": run.workflow.name, "trace": report}
-        summary = f"datakit: {run.workflow.name} {report['status']} in {report['duration'] * 1000:.1f} ms"
-        if not run.flow.comment:
-            run.flow.comment = summary
+        await self.engine.error(flow)
 
 
 def _mtime(path: str | os.PathLike[str]) -> float:
@@ -297,4 +159,4 @@ def _mtime(path: str | os.PathLike[str]) -> float:
         return -1.0
 
 
-__all__ = ["Datakit", "exceptions"]
+__all__ = ["Datakit"]

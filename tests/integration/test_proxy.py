@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.harness import REPO, Mitmdump, MockServer, Reply
+from tests.harness import REPO, Mitmdump, MockServer, Reply, ssl_context
 
 
 def write(path: Path, doc: dict) -> Path:
@@ -301,9 +301,10 @@ def test_https_through_mitmproxy_ca_and_http2(tmp_path, make_mock_server, start_
     upstream = make_mock_server(tls=True)
     doc = {"nodes": [{"name": "H", "type": "static", "values": {"x-datakit": "on"}, "output": "service_request.headers"}]}
     mitm = start_mitmdump(write(tmp_path / "wf.yaml", doc), options={"ssl_insecure": True})
-    with httpx.Client(proxy=mitm.proxy_url, verify=str(mitm.ca_cert_path), trust_env=False, http2=False) as c:
+    with httpx.Client(proxy=mitm.proxy_url, verify=ssl_context(mitm.ca_cert_path), trust_env=False, http2=True) as c:
         r = c.get(f"{upstream.url}/secure")
     assert r.status_code == 200
+    assert r.http_version == "HTTP/2"  # client <-> mitmproxy speaks h2, upstream h1
     assert upstream.requests[0].header("x-datakit") == "on"
 
 
