@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -301,11 +303,31 @@ def test_https_through_mitmproxy_ca_and_http2(tmp_path, make_mock_server, start_
     upstream = make_mock_server(tls=True)
     doc = {"nodes": [{"name": "H", "type": "static", "values": {"x-datakit": "on"}, "output": "service_request.headers"}]}
     mitm = start_mitmdump(write(tmp_path / "wf.yaml", doc), options={"ssl_insecure": True})
-    with httpx.Client(proxy=mitm.proxy_url, verify=ssl_context(mitm.ca_cert_path), trust_env=False, http2=True) as c:
+    with httpx.Client(proxy=mitm.proxy_url, verify=ssl_context(mitm.ca_cert_path), trust_env=False) as c:
         r = c.get(f"{upstream.url}/secure")
     assert r.status_code == 200
-    assert r.http_version == "HTTP/2"  # client <-> mitmproxy speaks h2, upstream h1
     assert upstream.requests[0].header("x-datakit") == "on"
+
+
+def test_http2_client_in_reverse_mode(tmp_path, mock_server, start_mitmdump):
+    doc = {"nodes": [
+        {"name": "H", "type": "static", "values": {"x-datakit": "h2"}, "output": "service_request.headers"},
+        {"name": "V", "type": "jq", "input": "request.version", "jq": "{\"x-client-version\": (. | tostring)}", "output": "response.headers"},
+    ]}
+    # lazy: mitmproxy does not learn the (h1-only) upstream's ALPN first, so it offers h2
+    mitm = start_mitmdump(write(tmp_path / "wf.yaml", doc), mode=f"reverse:{mock_server.url}", options={"connection_strategy": "lazy"})
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is needed for an HTTP/2 client")
+    out = subprocess.run(
+        [curl, "-s", "--http2", "--cacert", str(mitm.ca_cert_path), "-D", "-", "-o", "/dev/null",
+         "-w", "%{http_version}", f"https://127.0.0.1:{mitm.port}/h2"],
+        capture_output=True, text=True, timeout=20, check=True,
+    ).stdout
+    assert out.startswith("HTTP/2 200")
+    assert "x-client-version: 2" in out
+    assert out.endswith("2")
+    assert mock_server.requests[0].header("x-datakit") == "h2"
 
 
 def test_upstream_proxy_mode(tmp_path, make_mock_server, start_mitmdump, mitm_confdir):
