@@ -132,7 +132,8 @@ def load_document(doc: Any, source: str = "<memory>", default_name: str = "workf
     except ConfigError as e:
         raise e.located(source) from None
 
-    secrets = [s for r in info.resources.values() for s in getattr(r, "secret_values", lambda: ())()]
+    # resolved secrets (vault) are redacted wherever they would show
+    secrets = [s for r in info.resources.values() for s in (getattr(r, "secrets", None) or {}).values()]
     return Workflow(
         name=name,
         source=source,
