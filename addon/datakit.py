@@ -12,4 +12,4 @@ if str(HERE) not in sys.path:  # also works without the package installed
 
 from mitmdatakit.addon import Datakit  # noqa: E402
 
-addons = [Datakit(default_config=str(HERE.parent / "workflows"))]
+addons = [Datakit(default_config=str(HERE.parent / "workflows"), certs_dir=str(HERE.parent / "certs"))]

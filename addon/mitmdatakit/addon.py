@@ -20,6 +20,7 @@ from .workflow import Workflow
 logger = logging.getLogger("mitmdatakit")
 
 RELOAD_INTERVAL = 1.0
+MITMPROXY_DEFAULT_CONFDIR = "~/.mitmproxy"
 
 
 def default_config_path() -> str:
@@ -30,8 +31,9 @@ def default_config_path() -> str:
 class Datakit:
     """Runs Datakit workflows on the flows passing through mitmproxy."""
 
-    def __init__(self, default_config: str | None = None) -> None:
+    def __init__(self, default_config: str | None = None, certs_dir: str | None = None) -> None:
         self.default_config = default_config or default_config_path()
+        self.certs_dir = certs_dir
         self.engine = Engine(Services(option=self._option), debug=lambda: bool(ctx.options.datakit_debug))
         self._is_running = False
         self._watched: dict[str, float] = {}
@@ -51,6 +53,9 @@ class Datakit:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if not self._is_running and self.certs_dir and ctx.options.confdir == MITMPROXY_DEFAULT_CONFDIR:
+            # keep the CA with the project (certs/), unless the user chose a confdir
+            ctx.options.update(confdir=self.certs_dir)
         if "datakit_config" in updated:
             self._config_path = ctx.options.datakit_config
             self.reload(initial=not self._is_running)

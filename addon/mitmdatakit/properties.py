@@ -63,9 +63,32 @@ def _client_protocol(run: FlowRun, _: str) -> str:
     return "https" if run.flow.client_conn.tls_established else "http"
 
 
+_CLIENT_REQUEST = "_datakit_client_request"
+
+
+def _client_request(run: FlowRun) -> tuple[str, int, str]:
+    """(host, port, scheme) of the request as the client sent it.
+
+    `kong.request.*` describes the client's request; retargeting the upstream
+    (`kong.service.target`, `.request.scheme`, `.upstream`) changes
+    `flow.request` (and its Host header), so the setters remember the
+    original first.
+    """
+    saved = getattr(run, _CLIENT_REQUEST, None)
+    if saved is not None:
+        return saved
+    req = run.flow.request
+    return req.pretty_host, req.port, req.scheme
+
+
+def _remember_client_request(run: FlowRun) -> None:
+    if getattr(run, _CLIENT_REQUEST, None) is None:
+        setattr(run, _CLIENT_REQUEST, _client_request(run))
+
+
 def _request_port(run: FlowRun, _: str) -> Any:
     sock = run.flow.client_conn.sockname
-    return sock[1] if sock else run.flow.request.port
+    return sock[1] if sock else _client_request(run)[1]
 
 
 def _forwarded(header: str, fallback: Callable[[FlowRun], Any], convert: Callable[[str], Any] = str) -> Getter:
@@ -84,16 +107,29 @@ def _forwarded(header: str, fallback: Callable[[FlowRun], Any], convert: Callabl
 
 def _target_get(run: FlowRun, _: str) -> str:
     req = run.flow.request
-    return f"{req.host}:{req.port}"
+    host = f"[{req.host}]" if ":" in req.host else req.host
+    return f"{host}:{req.port}"
 
 
 def _split_target(text: str) -> tuple[str, int | None]:
-    host, sep, port = text.rpartition(":")
-    if not sep or "]" in port:
-        return text, None
+    """`host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not host or (rest and not rest.startswith(":")):
+            raise NodeError(f"invalid target {text!r}")
+        port = rest[1:] if rest else None
+    elif text.count(":") > 1:  # a bare IPv6 address has no port
+        host, port = text, None
+    else:
+        host, sep, port = text.partition(":")
+        port = port if sep else None
+    if not host:
+        raise NodeError(f"invalid target {text!r}: no host")
+    if port is None:
+        return host, None
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise NodeError(f"invalid port in target {text!r}")
-    return host.strip("[]"), int(port)
+    return host, int(port)
 
 
 def _before_proxying(run: FlowRun, what: str) -> None:
@@ -106,6 +142,7 @@ def _target_set(run: FlowRun, _: str, value: Any) -> None:
         raise NodeError(f"kong.service.target must be a 'host:port' string, got {json_type(value)}")
     _before_proxying(run, "kong.service.target")
     host, port = _split_target(value)
+    _remember_client_request(run)
     req = run.flow.request
     req.host = host
     if port is not None:
@@ -116,6 +153,7 @@ def _scheme_set(run: FlowRun, _: str, value: Any) -> None:
     if value not in ("http", "https"):
         raise NodeError(f"kong.service.request.scheme must be 'http' or 'https', got {value!r}")
     _before_proxying(run, "kong.service.request.scheme")
+    _remember_client_request(run)
     run.flow.request.scheme = value
 
 
@@ -136,6 +174,7 @@ def _upstream_set(run: FlowRun, _: str, value: Any) -> None:
         host, port = _split_target(rest.rstrip("/"))
     else:
         scheme, host, port = entry.get("scheme"), entry["host"], entry.get("port")
+    _remember_client_request(run)
     if scheme:
         req.scheme = scheme
     req.host = host
@@ -208,9 +247,9 @@ PROPERTIES: dict[str, Property] = {
         Property("kong.client.port", _client_port, doc="The client's source port."),
         Property("kong.client.protocol", _client_protocol, doc="'https' when the client connection uses TLS, else 'http'."),
         Property("kong.request.port", _request_port, doc="The port mitmproxy received the request on."),
-        Property("kong.request.forwarded_host", _forwarded("x-forwarded-host", lambda r: r.flow.request.pretty_host), doc="X-Forwarded-Host, else the request host."),
-        Property("kong.request.forwarded_port", _forwarded("x-forwarded-port", lambda r: r.flow.request.port, int), doc="X-Forwarded-Port, else the request port."),
-        Property("kong.request.forwarded_scheme", _forwarded("x-forwarded-proto", lambda r: r.flow.request.scheme), doc="X-Forwarded-Proto, else the request scheme."),
+        Property("kong.request.forwarded_host", _forwarded("x-forwarded-host", lambda r: _client_request(r)[0]), doc="X-Forwarded-Host, else the request host."),
+        Property("kong.request.forwarded_port", _forwarded("x-forwarded-port", lambda r: _client_request(r)[1], int), doc="X-Forwarded-Port, else the request port."),
+        Property("kong.request.forwarded_scheme", _forwarded("x-forwarded-proto", lambda r: _client_request(r)[2]), doc="X-Forwarded-Proto, else the request scheme."),
         Property("kong.service.target", _target_get, _target_set, doc="host:port the request is proxied to."),
         Property("kong.service.request.scheme", lambda run, _: run.flow.request.scheme, _scheme_set, doc="http or https towards the upstream."),
         Property("kong.service.upstream", None, _upstream_set, doc="Proxy to a named entry of the workflow's `upstreams`."),
