@@ -114,6 +114,12 @@ def srv():
         yield server
 
 
+def active_runs(addon: Datakit) -> dict[str, Any]:
+    """The addon's in-progress runs by flow id (kept by its engine)."""
+    engine = getattr(addon, "engine", None)
+    return engine.runs if engine is not None else addon.runs
+
+
 def body_json(flow: http.HTTPFlow) -> Any:
     assert flow.response is not None
     return json.loads(flow.response.content)
@@ -304,7 +310,7 @@ async def test_request_and_response_phases(dk):
     flow = make_flow(headers={"X-In": "hello"})
     await dk.addon.request(flow)
     assert flow.response is None  # proxied
-    run = dk.addon.runs[flow.id]
+    run = active_runs(dk.addon)[flow.id]
     status = dict(zip((n.name for n in run.plan.nodes), run.status))
     assert status["REQ"] == "NODE_COMPLETE"
     assert status["TO_UPSTREAM"] == "NODE_COMPLETE"
@@ -319,7 +325,7 @@ async def test_request_and_response_phases(dk):
     assert body_json(flow) == {"req": "hello", "resp": 42}
     report = trace_of(flow)
     assert set(node_status(report).values()) == {"NODE_COMPLETE"}
-    assert not dk.addon.runs  # nothing kept after the flow is done
+    assert not active_runs(dk.addon)  # nothing kept after the flow is done
 
 
 async def test_exit_in_request_phase_never_runs_response_phase(dk):
@@ -354,7 +360,7 @@ async def test_exit_in_request_phase_never_runs_response_phase(dk):
     report = trace_of(flow)
     assert node_status(report)["LATE"] == "NODE_PENDING"
     assert not events(report, "LATE")
-    assert not dk.addon.runs
+    assert not active_runs(dk.addon)
 
 
 async def test_response_inputs_set_before_proxying_apply_to_upstream_response(dk):
@@ -453,6 +459,10 @@ async def test_node_failure_cancels_running_calls_and_answers_500(dk, srv, caplo
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0, f"the failing workflow waited for the slow call ({elapsed:.2f} s)"
     assert len(srv.requests_for("/slow3s")) == 1  # it really was in flight
+    # and it was aborted, not left running in the background
+    await asyncio.sleep(0)
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert leftover == []
     assert flow.response.status_code == 500
     assert flow.response.headers["content-type"] == "application/json"
     assert body_json(flow) == {"message": "An unexpected error occurred", "request_id": flow.id}
@@ -461,7 +471,7 @@ async def test_node_failure_cancels_running_calls_and_answers_500(dk, srv, caplo
     # no second phase after the failure
     await dk.addon.response(flow)
     assert body_json(flow) == {"message": "An unexpected error occurred", "request_id": flow.id}
-    assert not dk.addon.runs
+    assert not active_runs(dk.addon)
 
 
 async def test_node_failure_with_debug_names_the_node(dk, srv):
@@ -577,6 +587,56 @@ async def test_any_to_string_mismatch_into_call_url(dk, srv):
     assert body_json(flow)["node"] == {"index": 1, "name": "CALL", "type": "call"}
     assert "string" in body_json(flow)["error"]
     assert srv.requests_for("/a") == []
+
+
+async def test_any_into_a_node_wise_object_input_is_checked_at_run_time(dk):
+    wf = """\
+        debug: true
+        nodes:
+          - name: VALUE
+            type: jq
+            jq: '{jq}'
+          - name: EXIT
+            type: exit
+            status: 202
+            input: VALUE
+        """
+    dk.load(wf.replace("{jq}", '{"body": {"ok": true}, "headers": {"x-a": "1"}, "ignored": 1}'))
+    flow = await dk.roundtrip(make_flow())
+    assert flow.response.status_code == 202
+    assert body_json(flow) == {"ok": True} and flow.response.headers["x-a"] == "1"
+    for bad in ('"text"', '{"headers": "oops"}'):
+        dk.load(wf.replace("{jq}", bad))
+        flow = await dk.roundtrip(make_flow())
+        assert flow.response.status_code == 500, bad
+        assert body_json(flow)["node"] == {"index": 1, "name": "EXIT", "type": "exit"}
+
+
+@pytest.mark.parametrize("sink", ["service_request.headers", "response.headers", "EXIT.headers"])
+@pytest.mark.parametrize("value", ['{"x-evil": "a\\r\\nset-cookie: b"}', '{"x-evil\\n": "a"}', '{"x-evil": "a\\u0000"}'])
+async def test_header_injection_is_a_node_error(dk, sink, value):
+    dk.load(
+        f"""\
+        nodes:
+          - name: H
+            type: jq
+            jq: '{value}'
+            output: {sink}
+          - name: EXIT
+            type: exit
+            status: 202
+            inputs: {{body: LATER}}
+          - name: LATER
+            type: jq
+            input: service_response.status
+            jq: '.'
+        """
+    )
+    flow = await dk.roundtrip(make_flow())
+    assert flow.response.status_code == 500
+    assert body_json(flow) == {"message": "An unexpected error occurred", "request_id": flow.id}
+    assert "x-evil" not in flow.request.headers
+    assert "set-cookie" not in flow.response.headers
 
 
 # --------------------------------------------------------------------------- #
