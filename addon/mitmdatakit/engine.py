@@ -34,7 +34,7 @@ def trace_requested(flow: http.HTTPFlow) -> bool:
 
 
 def error_body(run: FlowRun, failure: WorkflowFailed) -> dict[str, Any]:
-    if run.workflow.debug:
+    if run.debug:
         return {
             "message": "node execution error",
             "request_id": run.request_id,
@@ -72,6 +72,7 @@ class Engine:
             return
         debug = wf.debug or self.debug()
         run = FlowRun(wf, flow, self.services, tracing=debug)
+        run.debug = debug
         run.trace_to_client = debug and trace_requested(flow)
         self.runs[flow.id] = run
         try:
@@ -143,7 +144,7 @@ class Engine:
                 if run.response_status is not None:
                     flow.response.status_code = run.response_status
         except CodecError as e:
-            self._fail(run, WorkflowFailed(0, "response", "response", str(e)))
+            self._fail(run, WorkflowFailed(None, "response", "response", str(e)))
             return
         except Exception as e:  # noqa: BLE001
             self._crash(run, e)
@@ -152,8 +153,8 @@ class Engine:
 
     def _fail(self, run: FlowRun, failure: WorkflowFailed) -> None:
         logger.error(
-            "Datakit: workflow %s failed at node %r (%s, #%d) for %s %s [request_id %s]: %s",
-            run.workflow.name, failure.name, failure.node_type, failure.index,
+            "Datakit: workflow %s failed at node %r (%s, #%s) for %s %s [request_id %s]: %s",
+            run.workflow.name, failure.name, failure.node_type, "-" if failure.index is None else failure.index,
             run.flow.request.method, run.flow.request.pretty_url, run.request_id, failure.message,
         )
         run.failure = failure
@@ -162,7 +163,7 @@ class Engine:
 
     def _crash(self, run: FlowRun, error: Exception) -> None:
         logger.error("Datakit: internal error in workflow %s", run.workflow.name, exc_info=error)
-        self._fail(run, WorkflowFailed(0, "?", "?", f"internal error: {type(error).__name__}: {error}"))
+        self._fail(run, WorkflowFailed(None, "datakit", "internal", f"internal error: {type(error).__name__}: {error}"))
 
     def _done(self, run: FlowRun) -> None:
         run.finished = True

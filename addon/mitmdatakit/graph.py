@@ -267,6 +267,13 @@ def build_plan(specs: Sequence[NodeSpec], raw_nodes: Sequence[Mapping[str, Any]]
         if SELF in ports and len(ports) > 1:
             raise _err(node.spec, "inputs", "node-wise input ('input') cannot be combined with named inputs")
 
+    for i, node in enumerate(nodes):
+        fed = frozenset(c.dst_port if c.dst_port is not None else "*" for c in b.inputs[i])
+        try:
+            node.connected(fed)
+        except ConfigError as e:
+            raise e.located(info.source) from None
+
     deps = [frozenset({c.src for c in b.inputs[i]} | b.control[i]) for i in range(n)]
     dependents: list[list[int]] = [[] for _ in range(n)]
     for i in range(n):

@@ -217,14 +217,21 @@ def _consumer_set(run: FlowRun, _: str, value: Any) -> None:
     run.consumer = dict(value)
 
 
-def _credential_get(run: FlowRun, _: str) -> Any:
-    if run.credential is not None:
-        return run.credential
-    auth = run.flow.metadata.get("proxyauth")  # set by mitmproxy's proxyauth addon
+def _proxy_user(run: FlowRun) -> dict[str, str] | None:
+    """The client authenticated by mitmproxy's proxyauth addon, Kong-style."""
+    auth = run.flow.metadata.get("proxyauth")
     if auth:
         user = auth[0] if isinstance(auth, (tuple, list)) else str(auth)
         return {"id": user, "username": user}
     return None
+
+
+def _consumer_get(run: FlowRun, _: str) -> Any:
+    return run.consumer if run.consumer is not None else _proxy_user(run)
+
+
+def _credential_get(run: FlowRun, _: str) -> Any:
+    return run.credential if run.credential is not None else _proxy_user(run)
 
 
 def _credential_set(run: FlowRun, _: str, value: Any) -> None:
@@ -233,7 +240,13 @@ def _credential_set(run: FlowRun, _: str, value: Any) -> None:
     run.credential = dict(value) if value is not None else None
 
 
+# options that hold credentials are not readable from workflows
+_SENSITIVE_OPTION_WORDS = ("auth", "pass", "secret", "token", "key", "cookie")
+
+
 def _configuration(run: FlowRun, key: str) -> Any:
+    if any(word in key.lower() for word in _SENSITIVE_OPTION_WORDS):
+        raise NodeError(f"kong.configuration.{key}: the option may hold credentials and is not readable")
     try:
         return run.services.option(key)
     except KeyError:
@@ -257,7 +270,7 @@ PROPERTIES: dict[str, Property] = {
         Property("kong.response.status", _response_status_get, _response_status_set, get_phase=Phase.RESPONSE, doc="The status the client gets."),
         Property("kong.router.route", _route, doc="The matched workflow: name, file and match block."),
         Property("kong.route_name", lambda run, _: run.workflow.name, doc="The matched workflow's name."),
-        Property("kong.client.consumer", lambda run, _: run.consumer, _consumer_set, doc="The consumer of this flow."),
+        Property("kong.client.consumer", _consumer_get, _consumer_set, doc="The consumer (from mitmproxy's proxyauth when not set)."),
         Property("kong.client.credential", _credential_get, _credential_set, doc="The credential (from mitmproxy's proxyauth when not set)."),
         Property("kong.version", lambda run, _: KONG_VERSION, doc="The Kong Datakit version this engine follows."),
         Property("kong.node.id", lambda run, _: run.services.node_id, doc="A UUID for this mitmproxy process."),

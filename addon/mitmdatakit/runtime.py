@@ -73,7 +73,7 @@ class Services:
 
 
 class WorkflowFailed(Exception):
-    def __init__(self, index: int, name: str, node_type: str, message: str) -> None:
+    def __init__(self, index: int | None, name: str, node_type: str, message: str) -> None:
         super().__init__(message)
         self.index = index
         self.name = name
@@ -106,6 +106,7 @@ class FlowRun:
         self.phase = Phase.REQUEST
         self.trace: Trace | None = Trace(workflow.redactor) if tracing else None
         self.failure: WorkflowFailed | None = None
+        self.debug = tracing  # debug error bodies (the workflow's `debug` or the addon option)
         # flow-level effects, applied by the addon
         self.exit_response: ExitResponse | None = None
         self.response_patch: dict[str, Any] = {}
@@ -272,7 +273,8 @@ class FlowRun:
         for j, status in enumerate(self.status):
             if status == NODE_PENDING or status == NODE_RUNNING:
                 self.status[j] = NODE_CANCELED
-        self.failure = WorkflowFailed(max(node.index, 0), node.name, node.type_name, message)
+        # implicit nodes (response, service_request) have no position in `nodes`
+        self.failure = WorkflowFailed(node.index if node.index >= 0 else None, node.name, node.type_name, message)
         raise self.failure
 
     def _set(self, i: int, status: str, action: str, values: Mapping[str, Any] | None = None) -> None:

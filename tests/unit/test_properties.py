@@ -597,6 +597,41 @@ async def test_credential_from_mitmproxy_proxyauth(dk):
     assert await get_props(dk, {"c": "kong.client.credential"}) == {"c": None}
 
 
+async def test_consumer_from_mitmproxy_proxyauth(dk):
+    flow = make_flow()
+    flow.metadata["proxyauth"] = ("alice", "s3cret")
+    got = await get_props(dk, {"c": "kong.client.consumer"}, flow)
+    assert got == {"c": {"id": "alice", "username": "alice"}}
+    assert await get_props(dk, {"c": "kong.client.consumer"}) == {"c": None}
+
+
+@pytest.mark.parametrize("option", ["proxyauth", "upstream_auth", "cert_passphrase"])
+async def test_configuration_refuses_options_holding_credentials(dk, option):
+    dk.load(
+        f"""\
+        debug: true
+        nodes:
+          - {{name: P, type: property, property: kong.configuration.{option}}}
+          - {{name: EXIT, type: exit, inputs: {{body: P}}}}
+        """
+    )
+    flow = await dk.roundtrip(make_flow())
+    assert "not readable" in node_error(flow)["error"]
+
+
+async def test_datakit_debug_option_gives_the_debug_error_body(dk):
+    dk.load(
+        """\
+        nodes:
+          - {name: J, type: jq, jq: 'error("boom")'}
+        """,
+        datakit_debug=True,
+    )
+    flow = await dk.roundtrip(make_flow())
+    assert flow.response.status_code == 500
+    assert json.loads(flow.response.content)["node"] == {"index": 0, "name": "J", "type": "jq"}
+
+
 async def test_credential_set_then_get(dk):
     dk.load(set_then_get("kong.client.credential", "kong.client.credential", '{"id": "cred-1", "key": "k"}'))
     flow = make_flow()
@@ -799,7 +834,7 @@ SOURCE_SIDE_BUG = (
 )
 
 
-@pytest.mark.xfail(reason=SOURCE_SIDE_BUG, strict=True)
+
 @pytest.mark.parametrize("prop", ["kong.version", "kong.client.ip"])
 def test_set_of_read_only_property_wired_from_the_source_side_is_a_config_error(prop):
     with pytest.raises(ConfigError) as info:
@@ -867,7 +902,7 @@ async def test_response_status_set_with_input_applies_to_a_request_phase_exit(dk
     assert flow.response.status_code == 418
 
 
-@pytest.mark.xfail(reason=SOURCE_SIDE_BUG, strict=True)
+
 async def test_response_status_set_wired_from_the_source_side_applies_to_a_request_phase_exit(dk):
     # same workflow as above, with the connection declared on V instead of P
     dk.load(

@@ -173,6 +173,10 @@ class Node:
         """Output ports whose values are secrets: redacted in traces and logs."""
         return frozenset()
 
+    def connected(self, inputs: frozenset[str]) -> None:
+        """Told which input ports are fed (from either end of a connection),
+        before phases are planned. May raise `self.config_error(...)`."""
+
     def bind(self, used_outputs: frozenset[str]) -> None:
         """Told once after planning which output ports are connected."""
 

@@ -35,11 +35,12 @@ class PropertyNode(Node):
         self.prop, self.key = found
         self.content_type = self.attr("content_type")
         self.non_nil = bool(self.attr("non_nil", False))
-        conns = spec.connections
-        self.setting = conns.get("input") is not None or bool(conns.get("inputs"))
+        self.setting = False  # decided in connected(): an input makes it a set
+
+    def connected(self, inputs: frozenset[str]) -> None:
+        self.setting = bool(inputs)
         if self.setting and self.prop.set is None:
             raise self.config_error(f"property {self.property_name!r} is read-only", field="property")
-        # a set may also be wired from the source side; the graph tells us in bind()
 
     def input_ports(self) -> Ports:
         return Ports(self_type=PortType.ANY)
@@ -51,7 +52,7 @@ class PropertyNode(Node):
         return Phase.REQUEST if self.setting else self.prop.get_phase
 
     def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
-        if SELF in inputs or self.setting:
+        if self.setting:
             return self._set(inputs.get(SELF), ctx)
         return self._get(ctx)
 
