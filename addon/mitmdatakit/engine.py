@@ -72,7 +72,6 @@ class Engine:
             return
         debug = wf.debug or self.debug()
         run = FlowRun(wf, flow, self.services, tracing=debug)
-        run.debug = debug
         run.trace_to_client = debug and trace_requested(flow)
         self.runs[flow.id] = run
         try:
