@@ -91,6 +91,7 @@ from xml.sax.saxutils import escape
 from defusedxml import DefusedXmlException
 from defusedxml.expatreader import DefusedExpatParser
 
+from .codecs import json_type
 from .errors import NodeError
 
 __all__ = [
@@ -238,7 +239,7 @@ class _TreeHandler(ContentHandler):
 def parse_xml(text: str) -> ET.Element:
     """Parse an XML document safely (no DTD, no entities, bounded depth)."""
     if not isinstance(text, str):
-        raise NodeError(f"XML input must be a string, not {_json_type(text)}")
+        raise NodeError(f"XML input must be a string, not {json_type(text)}")
     # A byte-order mark or whitespace before the XML declaration is tolerated.
     text = text.lstrip("\ufeff \t\r\n")
     handler = _TreeHandler()
@@ -334,22 +335,6 @@ def xml_to_json(
 # -- JSON -> XML -----------------------------------------------------------
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        return "object"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    return type(value).__name__
-
-
 def _scalar_text(value: Any, where: str) -> str:
     if value is None:
         text = "null"
@@ -364,7 +349,7 @@ def _scalar_text(value: Any, where: str) -> str:
     elif isinstance(value, str):
         text = value
     else:
-        raise NodeError(f"{where}: a {_json_type(value)} cannot be written as text")
+        raise NodeError(f"{where}: a {json_type(value)} cannot be written as text")
     bad = _INVALID_CHAR_RE.search(text)
     if bad:
         raise NodeError(
@@ -394,7 +379,7 @@ def json_to_xml(
         if name in attrs:
             raise NodeError(f"{where}: attribute {name!r} is given twice")
         if isinstance(val, (Mapping, list, tuple)):
-            raise NodeError(f"{where}: attribute {name!r} must be a scalar, not {_json_type(val)}")
+            raise NodeError(f"{where}: attribute {name!r} must be a scalar, not {json_type(val)}")
         attrs[name] = _scalar_text(val, f"{where}, attribute {name!r}")
 
     def element(name: str, val: Any, depth: int, path: str) -> None:
@@ -413,7 +398,7 @@ def json_to_xml(
                     if not isinstance(item, Mapping):
                         raise NodeError(
                             f"{path}: {key!r} (the attributes block) must be an object, "
-                            f"not {_json_type(item)}"
+                            f"not {json_type(item)}"
                         )
                     for attr_key, attr_val in item.items():
                         name_ = attr_key[len(prefix) :] if is_attribute_key(attr_key) else attr_key
@@ -422,7 +407,7 @@ def json_to_xml(
                     if isinstance(item, (Mapping, list, tuple)):
                         raise NodeError(
                             f"{path}: {key!r} (the text block) must be a scalar, "
-                            f"not {_json_type(item)}"
+                            f"not {json_type(item)}"
                         )
                     text += _scalar_text(item, f"{path}.{key}")
                 elif is_attribute_key(key):
