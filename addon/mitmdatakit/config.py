@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .graph import IMPLICIT_NAMES, build_plan
 from .nodes.base import Node, NodeSpec, WorkflowInfo, node_types
 from .resources import resource_types
+from .resources.vault import parse_vault_entities
 from .schema import EXTENSION_KEYS, KONG_ENTITY_KEYS, build_schema, node_schema
 from .trace import Redactor
 from .workflow import Match, Workflow
@@ -116,13 +117,14 @@ def load_document(doc: Any, source: str = "<memory>", default_name: str = "workf
         resources={},
         raw_resources=dict(config.get("resources") or {}),
         upstreams=dict(doc.get("upstreams") or {}),
+        extra={"vaults": parse_vault_entities(doc.get("vaults"), source)},
     )
     for key, raw in info.raw_resources.items():
         if raw is None:
             continue
         cls = resource_types()[key]
         try:
-            info.resources[key] = cls(raw, source)
+            info.resources[key] = cls.build(raw, source, info)
         except ConfigError as e:
             raise e.located(source) from None
 

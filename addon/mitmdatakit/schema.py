@@ -98,6 +98,42 @@ EXTENSION_KEYS: dict[str, Any] = {
             ]
         },
     },
+    "vaults": {
+        "type": ["array", "null"],
+        "description": (
+            "Kong Vault entities, so references like {vault://PREFIX/NAME} resolve "
+            "(only the env backend is implemented)."
+        ),
+        "items": {
+            "type": "object",
+            "required": ["name", "prefix"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "description": "The vault backend: env."},
+                "prefix": {
+                    "type": "string",
+                    "description": "The name references use: lower-case letters, digits and '-' (^[a-z][a-z0-9-]*[a-z0-9]$).",
+                },
+                "config": {
+                    "type": ["object", "null"],
+                    "description": "The backend's settings (env: prefix, base64_decode).",
+                    "properties": {
+                        "prefix": {"type": ["string", "null"], "description": "Prepended to the variable name."},
+                        "base64_decode": {"type": ["boolean", "null"]},
+                        "ttl": {},
+                        "neg_ttl": {},
+                        "resurrect_ttl": {},
+                    },
+                    "additionalProperties": False,
+                },
+                "description": {"type": ["string", "null"]},
+                "tags": {"type": ["array", "null"], "items": {"type": "string"}},
+                "id": {},
+                "created_at": {},
+                "updated_at": {},
+            },
+        },
+    },
 }
 
 

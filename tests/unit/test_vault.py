@@ -126,7 +126,7 @@ def test_parse_reference_like_kong():
         ("{vault://env/JSON_LIST/field}", "holds JSON list, not an object"),
         ("{vault://env/CREDS/nope}", "field 'nope' not found"),
         ("{vault://env/CREDS/port}", "field 'port' of environment variable CREDS is a int, not a string"),
-        ("{vault://my-vault/my-token}", "unsupported vault 'my-vault'"),
+        ("{vault://my-vault/my-token}", "unknown vault 'my-vault'"),
         ("{vault://hcv/secret/path/key}", "unsupported vault 'hcv'"),
         ("{vault://aws/x}", "unsupported vault 'aws'"),
         ("vault://env/CREDS", "not a valid vault reference"),
@@ -202,3 +202,184 @@ def test_node_without_vault_resource_has_no_ports():
     assert node.output_ports() == Ports(named={})
     assert node.secret_outputs() == frozenset()
     assert node.run({}, None) == {}
+
+
+# -- Kong Vault entities (top-level `vaults:`) --------------------------------
+
+from mitmdatakit.config import load_document  # noqa: E402
+from mitmdatakit.resources.vault import VaultEntity, parse_vault_entities  # noqa: E402
+
+VAULT_EXAMPLE_CONFIG = {
+    "resources": {"vault": {"token": "{vault://my-vault/my-token}"}},
+    "nodes": [{"name": "OUT", "type": "jq", "input": "vault.token", "jq": "."}],
+}
+MY_VAULT = {"name": "env", "prefix": "my-vault", "config": {"prefix": "MY_SECRET_"}}
+
+
+def test_entity_resolves_prefixed_reference():
+    entities = parse_vault_entities([MY_VAULT], "wf.yaml")
+    assert entities == {"my-vault": VaultEntity(prefix="my-vault", name="env", config={"prefix": "MY_SECRET_"})}
+    env = {"MY_SECRET_MY_TOKEN": "tok", "MY_TOKEN": "wrong"}
+    assert VaultResource({"t": "{vault://my-vault/my-token}"}, "wf.yaml", environ=env, vaults=entities).secrets == {
+        "t": "tok"
+    }
+    # the built-in vault is still there beside the entity
+    both = VaultResource(
+        {"a": "{vault://my-vault/my-token}", "b": "{vault://env/my-token}"}, "wf.yaml", environ=env, vaults=entities
+    )
+    assert both.secrets == {"a": "tok", "b": "wrong"}
+
+
+def test_entity_config_replaces_process_settings_and_reference_overrides_it():
+    entities = parse_vault_entities([
+        {"name": "env", "prefix": "plain", "config": None},
+        {"name": "env", "prefix": "b64", "config": {"base64_decode": True, "prefix": "ENC_"}},
+    ])
+    encoded = base64.b64encode(json.dumps({"user": "bob"}).encode()).decode()
+    env = {
+        "KONG_VAULT_ENV_PREFIX": "SECRETS_",  # applies to {vault://env/...} only, as in Kong
+        "KONG_VAULT_ENV_DECODE_BASE64": "true",
+        "TOKEN": "plain-token",
+        "SECRETS_TOKEN": "process-token",
+        "ENC_CREDS": encoded,
+        "OTHER_TOKEN": "overridden",
+    }
+    res = VaultResource(
+        {
+            "entity": "{vault://plain/token}",
+            "process": "{vault://env/token?base64_decode=false}",
+            "field": "{vault://b64/creds/user}",
+            "override": "{vault://b64/token?prefix=OTHER_&base64_decode=false}",
+        },
+        "wf.yaml",
+        environ=env,
+        vaults=entities,
+    )
+    assert res.secrets == {"entity": "plain-token", "process": "process-token", "field": "bob", "override": "overridden"}
+
+
+def test_entity_missing_variable_names_the_variable():
+    entities = parse_vault_entities([MY_VAULT])
+    with pytest.raises(ConfigError) as e:
+        VaultResource({"token": "{vault://my-vault/my-token}"}, "wf.yaml", environ={}, vaults=entities)
+    assert e.value.field == "resources.vault.token"
+    assert "MY_SECRET_MY_TOKEN is not set" in e.value.message
+
+
+def test_unknown_prefix_lists_declared_ones():
+    entities = parse_vault_entities([MY_VAULT])
+    with pytest.raises(ConfigError) as e:
+        VaultResource({"token": "{vault://my-valut/my-token}"}, "wf.yaml", environ={}, vaults=entities)
+    assert e.value.field == "resources.vault.token"
+    assert "unknown vault 'my-valut'" in e.value.message and "'my-vault'" in e.value.message
+
+
+@pytest.mark.parametrize(
+    "raw, field, text",
+    [
+        ({"name": "env"}, "vaults.0.prefix", "required"),
+        ({"name": "env", "prefix": "My_Vault"}, "vaults.0.prefix", "invalid vault prefix 'My_Vault'"),
+        ({"name": "env", "prefix": "v"}, "vaults.0.prefix", "at least 2 characters"),
+        ({"name": "env", "prefix": "vault-"}, "vaults.0.prefix", "invalid vault prefix"),
+        ({"name": "env", "prefix": "env"}, "vaults.0.prefix", "name of a vault backend"),
+        ({"name": "env", "prefix": "hcv"}, "vaults.0.prefix", "name of a vault backend"),
+        ({"prefix": "my-vault"}, "vaults.0.name", "required"),
+        ({"name": "hcv", "prefix": "my-vault"}, "vaults.0.name", "vault backend 'hcv' is not implemented"),
+        ({"name": "vaultwarden", "prefix": "my-vault"}, "vaults.0.name", "vault backend 'vaultwarden' is unknown"),
+        ({"name": "env", "prefix": "my-vault", "config": {"mount": "x"}}, "vaults.0.config.mount", "unknown env vault setting"),
+        ({"name": "env", "prefix": "my-vault", "config": {"prefix": "A B"}}, "vaults.0.config.prefix", "invalid env variable prefix"),
+        ({"name": "env", "prefix": "my-vault", "config": {"base64_decode": "yes"}}, "vaults.0.config.base64_decode", "true or false"),
+        ({"name": "env", "prefix": "my-vault", "config": "MY_"}, "vaults.0.config", "must be a mapping"),
+        ({"name": "env", "prefix": "my-vault", "secret": "x"}, "vaults.0.secret", "unknown attribute 'secret'"),
+        ({"name": "env", "prefix": "my-vault", "tags": "a"}, "vaults.0.tags", "list of strings"),
+        ("env", "vaults.0", "must be a Vault entity mapping"),
+    ],
+)
+def test_entity_errors_name_the_field(raw, field, text):
+    with pytest.raises(ConfigError) as e:
+        parse_vault_entities([raw], "wf.yaml")
+    assert e.value.field == field
+    assert text in e.value.message
+    assert "wf.yaml" in str(e.value)
+
+
+def test_duplicate_prefix_and_non_list():
+    with pytest.raises(ConfigError) as e:
+        parse_vault_entities([MY_VAULT, {**MY_VAULT, "config": {}}], "wf.yaml")
+    assert e.value.field == "vaults.1.prefix" and "duplicate vault prefix 'my-vault'" in e.value.message
+    with pytest.raises(ConfigError) as e:
+        parse_vault_entities({"my-vault": MY_VAULT}, "wf.yaml")
+    assert e.value.field == "vaults"
+    assert parse_vault_entities(None) == {} and parse_vault_entities([]) == {}
+
+
+def test_exported_entity_keys_are_accepted():
+    exported = {
+        **MY_VAULT,
+        "id": "2b6d6c9e-0000-4000-8000-000000000000",
+        "created_at": 1700000000,
+        "updated_at": 1700000001,
+        "description": "payments",
+        "tags": ["a"],
+        "config": {"prefix": "MY_SECRET_", "base64_decode": False, "ttl": 60, "neg_ttl": None, "resurrect_ttl": 10},
+    }
+    (entity,) = parse_vault_entities([exported]).values()
+    assert entity.config == {"prefix": "MY_SECRET_", "base64_decode": False}
+    assert entity.description == "payments"
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_loader_takes_vaults_in_both_shapes(monkeypatch, wrapped):
+    monkeypatch.setenv("MY_SECRET_MY_TOKEN", "from-entity")
+    doc = {"config": VAULT_EXAMPLE_CONFIG} if wrapped else dict(VAULT_EXAMPLE_CONFIG)
+    doc["vaults"] = [MY_VAULT]
+    wf = load_document(doc, source="wf.yaml")
+    assert wf.info.resources["vault"].secrets == {"token": "from-entity"}
+    # the secret is redacted wherever the workflow's redactor looks
+    assert wf.redactor.text("token=from-entity") == "token=[REDACTED]"
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_loader_errors_for_entities(monkeypatch, wrapped):
+    monkeypatch.setenv("MY_SECRET_MY_TOKEN", "x")
+
+    def load(vaults, config=VAULT_EXAMPLE_CONFIG):
+        doc = {"config": config} if wrapped else dict(config)
+        doc["vaults"] = vaults
+        return load_document(doc, source="wf.yaml")
+
+    with pytest.raises(ConfigError) as e:
+        load(None)  # the example without an entity
+    assert e.value.field == "resources.vault.token" and "unknown vault 'my-vault'" in e.value.message
+    with pytest.raises(ConfigError) as e:
+        load([{"name": "aws", "prefix": "my-vault"}])
+    assert e.value.field == "vaults.0.name" and "'aws' is not implemented" in e.value.message
+    with pytest.raises(ConfigError) as e:
+        load([{"name": "env", "prefix": "my-vault", "config": {"region": "x"}}])
+    assert e.value.field == "vaults.0.config.region"
+    with pytest.raises(ConfigError) as e:
+        load({"name": "env", "prefix": "my-vault"})
+    assert e.value.field == "vaults"
+    # entities are checked even when no resource uses them
+    with pytest.raises(ConfigError) as e:
+        load([{"name": "env", "prefix": "BAD"}], {"nodes": [{"name": "S", "type": "static", "values": {"a": 1}}]})
+    assert e.value.field == "vaults.0.prefix"
+    # `vaults` belongs at the top, not inside the plugin config
+    if wrapped:
+        with pytest.raises(ConfigError) as e:
+            load_document({"config": {**VAULT_EXAMPLE_CONFIG, "vaults": [MY_VAULT]}}, source="wf.yaml")
+        assert e.value.field == "config.vaults"
+
+
+def test_cache_redis_password_through_an_entity(monkeypatch):
+    from mitmdatakit.resources.cache import CacheResource
+
+    entities = parse_vault_entities([{"name": "env", "prefix": "redis-secrets", "config": {"prefix": "R_"}}])
+    res = CacheResource(
+        {"strategy": "redis", "redis": {"host": "127.0.0.1", "password": "{vault://redis-secrets/password}"}},
+        "wf.yaml",
+        environ={"R_PASSWORD": "pw"},
+        vaults=entities,
+    )
+    assert res.redis_options.password == "pw"
+

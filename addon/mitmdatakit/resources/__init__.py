@@ -27,6 +27,12 @@ class Resource:
         self.config = config
         self.source = source
 
+    @classmethod
+    def build(cls, config: Any, source: str, info: Any) -> Resource:
+        """What the loader calls: the resource for a workflow (`info`: its
+        `WorkflowInfo`, e.g. `info.extra["vaults"]`, the Vault entities)."""
+        return cls(config, source)
+
     def config_error(self, message: str, field: str | None = None) -> ConfigError:
         return ConfigError(message, file=self.source, field=f"resources.{self.key}" + (f".{field}" if field else ""))
 

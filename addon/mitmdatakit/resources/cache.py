@@ -63,7 +63,7 @@ from typing import Any
 
 from ..errors import DatakitError, NodeError
 from . import Resource, register
-from .vault import VaultError, looks_like_reference, resolve_value
+from .vault import VaultError, looks_like_reference, resolve_value, vault_entities
 
 __all__ = [
     "CacheBackendError",
@@ -477,9 +477,20 @@ class CacheResource(Resource):
         "additionalProperties": False,
     }
 
-    def __init__(self, config: Any, source: str, environ: Mapping[str, str] | None = None) -> None:
+    @classmethod
+    def build(cls, config: Any, source: str, info: Any) -> CacheResource:
+        return cls(config, source, vaults=vault_entities(info))
+
+    def __init__(
+        self,
+        config: Any,
+        source: str,
+        environ: Mapping[str, str] | None = None,
+        vaults: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(config, source)
         self._environ = environ
+        self._vaults = vaults  # the workflow's Vault entities, for `{vault://PREFIX/...}` fields
         config = {} if config is None else config
         if not isinstance(config, Mapping):
             raise self.config_error(f"must be a mapping, not {type(config).__name__}")
@@ -592,7 +603,7 @@ class CacheResource(Resource):
             if not resolve:
                 return RedisOptions.__dataclass_fields__[name].default
             try:
-                value = resolve_value(value, self._environ)
+                value = resolve_value(value, self._environ, self._vaults)
             except VaultError as e:
                 raise self.config_error(str(e), field=where) from None
             if kind == "port":
