@@ -1,0 +1,514 @@
+"""The `datakit` command: validate, graph and run workflows without a proxy.
+
+    datakit validate PATH...                 check files or directories
+    datakit graph PATH [--format mermaid|dot|text]
+    datakit run PATH --request FILE_OR_URL [--service-response FILE | --upstream URL] [--trace]
+    datakit schema [--output FILE]           the JSON Schema of workflow files
+
+`validate` and `run` load workflows with the addon's own loader, so what
+passes here loads in `mitmdump -s addon/datakit.py` and vice versa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import load_file, load_path, workflow_files
+from .errors import ConfigError
+from .graph import Conn, Plan
+from .nodes.base import SELF, Phase
+from .workflow import Workflow
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # invalid workflow (validate, graph) / the workflow failed (run)
+EXIT_USAGE = 2  # bad arguments, unreadable input, invalid workflow (run)
+
+PHASE_TITLES = {
+    Phase.REQUEST: "Before proxying (request phase)",
+    Phase.RESPONSE: "After the upstream answered (response phase)",
+}
+
+
+# -- validate ------------------------------------------------------------------
+
+
+def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
+    """Load every workflow file the paths name, one by one, so that every
+    invalid file is reported (one error each: the loader stops at a file's
+    first problem)."""
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            files = workflow_files(path)
+        except ConfigError as e:
+            results.append(_error_entry(e, path))
+            continue
+        if not files and Path(path).is_dir():
+            results.append({"file": str(path), "valid": True, "workflow": None, "note": "no *.yaml, *.yml or *.json files"})
+        for f in files:
+            try:
+                wf = load_file(f)
+            except ConfigError as e:
+                results.append(_error_entry(e, str(f)))
+                continue
+            declared = [n for n in wf.plan.nodes if n.index >= 0]
+            results.append({"file": str(f), "valid": True, "workflow": wf.name, "nodes": len(declared), "enabled": wf.enabled})
+    invalid = [r for r in results if not r["valid"]]
+    if as_json:
+        out.write(json.dumps({"valid": not invalid, "files": results}, indent=2) + "\n")
+    else:
+        for r in results:
+            if r["valid"]:
+                if r.get("workflow") is None:
+                    out.write(f"ok    {r['file']}: {r['note']}\n")
+                else:
+                    extra = "" if r["enabled"] else ", disabled (enabled: false)"
+                    out.write(f"ok    {r['file']}: workflow {r['workflow']!r}, {r['nodes']} node(s){extra}\n")
+            else:
+                out.write(f"error {r['text']}\n")
+        checked = len([r for r in results if r.get("workflow") or not r["valid"]])
+        out.write(f"{checked} file(s) checked, {len(invalid)} invalid\n")
+    return EXIT_FAILED if invalid else EXIT_OK
+
+
+def _error_entry(e: ConfigError, fallback_file: str) -> dict[str, Any]:
+    return {
+        "file": e.file or fallback_file,
+        "valid": False,
+        "node": e.node,
+        "index": e.index if e.index is not None and e.index >= 0 else None,
+        "node_type": e.node_type,
+        "field": e.field,
+        "message": e.message,
+        "text": str(e) if e.file else f"{fallback_file}: {e}",
+    }
+
+
+# -- graph ---------------------------------------------------------------------
+
+
+def port_label(plan: Plan, node: int, port: str | None, key: str | None) -> str:
+    """`NODE`, `NODE.PORT` or `NODE.PORT.KEY` for one end of a connection."""
+    parts = [plan.nodes[node].name]
+    if port is not None and port != SELF:
+        parts.append(port)
+    if key is not None:
+        parts.append(key)
+    return ".".join(parts)
+
+
+def connection_label(plan: Plan, dst: int, conn: Conn) -> str:
+    return f"{port_label(plan, conn.src, conn.src_port, conn.src_key)} -> {port_label(plan, dst, conn.dst_port, conn.dst_key)}"
+
+
+def _node_detail(node: Any) -> str:
+    """A short hint of what a node does (for graph labels)."""
+    attrs = node.spec.attrs
+    t = node.type_name
+    if t == "call":
+        url = str(attrs.get("url"))
+        scheme, sep, rest = url.partition("://")
+        if sep and "@" in rest.split("/", 1)[0]:  # no credentials in pictures
+            url = f"{scheme}://{rest.split('@', 1)[1]}"
+        return f"{str(attrs.get('method') or 'GET').upper()} {url}"
+    if t == "exit":
+        return f"status {attrs.get('status') or 200}"
+    if t == "property":
+        return str(attrs.get("property"))
+    if t == "cache" and attrs.get("ttl") is not None:
+        return f"ttl {attrs.get('ttl')}"
+    if t == "jwt_sign" and attrs.get("algorithm"):
+        return str(attrs["algorithm"])
+    return ""
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class GraphModel:
+    """What every graph format shows, computed once from a plan."""
+
+    def __init__(self, wf: Workflow) -> None:
+        plan = wf.plan
+        self.wf = wf
+        self.plan = plan
+        nodes = plan.nodes
+        connected = set()
+        for i, conns in enumerate(plan.inputs):
+            if conns:
+                connected.add(i)
+                connected.update(c.src for c in conns)
+        # declared nodes always (in file order), implicit ones when something
+        # connects to them: sources (request, vault, service_response) first,
+        # sinks (service_request, response) last
+        shown = [i for i, n in enumerate(nodes) if n.index >= 0 or i in connected]
+        sources = [i for i in shown if nodes[i].index < 0 and not plan.inputs[i]]
+        sinks = [i for i in shown if nodes[i].index < 0 and plan.inputs[i]]
+        self.shown = sources + [i for i in shown if nodes[i].index >= 0] + sinks
+        self.phase = {i: plan.phase[i] for i in self.shown}
+        # data edges grouped per (source, target), labels in declaration order
+        self.edges: dict[tuple[int, int], list[str]] = {}
+        for dst, conns in enumerate(plan.inputs):
+            for c in conns:
+                self.edges.setdefault((c.src, dst), []).append(connection_label(plan, dst, c))
+        # branch control edges: (branch, target, "then" | "else")
+        self.control: list[tuple[int, int, str]] = []
+        for i, gates in enumerate(plan.gates):
+            for outcome in ("then", "else"):
+                for j in sorted(gates.get(outcome, ()), key=lambda j: nodes[j].index):
+                    self.control.append((i, j, outcome))
+
+    def implicit(self, i: int) -> bool:
+        return self.plan.nodes[i].index < 0
+
+    def title(self, i: int) -> tuple[str, str]:
+        node = self.plan.nodes[i]
+        if self.implicit(i):
+            return node.name, "implicit"
+        detail = _node_detail(node)
+        return node.name, node.type_name + (f": {_short(detail)}" if detail else "")
+
+    def by_phase(self, phase: Phase) -> list[int]:
+        return [i for i in self.shown if self.phase[i] is phase]
+
+    def implicit_used(self) -> list[str]:
+        return [self.plan.nodes[i].name for i in self.shown if self.implicit(i)]
+
+
+def _mermaid_text(text: str) -> str:
+    """Text for inside a quoted Mermaid label: characters with a meaning in
+    Mermaid syntax or HTML become entity codes (`#35;` is `#`)."""
+    out = []
+    for ch in text:
+        if ch.isalnum() or ch in " _-.,:;/()+=*?!@%$'~^>":
+            out.append(ch)
+        elif ch in "\r\n\t":
+            out.append(" ")
+        else:
+            out.append(f"#{ord(ch)};")
+    return "".join(out)
+
+
+def _mermaid_ids(model: GraphModel) -> dict[int, str]:
+    """Safe, unique Mermaid node ids (node names may hold '-', and words like
+    `end` are keywords)."""
+    ids: dict[int, str] = {}
+    used: set[str] = set()
+    for i in model.shown:
+        node = model.plan.nodes[i]
+        base = ("i_" if model.implicit(i) else "n_") + "".join(c if c.isalnum() or c == "_" else "_" for c in node.name)
+        candidate, k = base, 2
+        while candidate in used:
+            candidate, k = f"{base}_{k}", k + 1
+        used.add(candidate)
+        ids[i] = candidate
+    return ids
+
+
+def render_mermaid(wf: Workflow) -> str:
+    model = GraphModel(wf)
+    ids = _mermaid_ids(model)
+    lines = [
+        f"%% Datakit workflow {wf.name} ({wf.source})",
+        "%% solid arrows: data connections (SOURCE -> TARGET ports); dotted: branch then/else control",
+        "flowchart LR",
+    ]
+    for phase, sub in ((Phase.REQUEST, "before_proxying"), (Phase.RESPONSE, "after_upstream")):
+        members = model.by_phase(phase)
+        if not members:
+            continue
+        lines.append(f'  subgraph {sub}["{_mermaid_text(PHASE_TITLES[phase])}"]')
+        for i in members:
+            name, kind = model.title(i)
+            label = f"{_mermaid_text(name)}<br/><small>{_mermaid_text(kind)}</small>"
+            if model.implicit(i):
+                lines.append(f'    {ids[i]}(["{label}"])')
+            else:
+                lines.append(f'    {ids[i]}["{label}"]')
+        lines.append("  end")
+    if model.by_phase(Phase.REQUEST) and model.by_phase(Phase.RESPONSE):
+        lines.append("  before_proxying ~~~ after_upstream")  # invisible: keeps the phases in reading order
+    for (src, dst), labels in model.edges.items():
+        text = "<br/>".join(_mermaid_text(label) for label in labels)
+        lines.append(f'  {ids[src]} -->|"{text}"| {ids[dst]}')
+    for src, dst, outcome in model.control:
+        lines.append(f'  {ids[src]} -.->|"{outcome}"| {ids[dst]}')
+    implicit = [ids[i] for i in model.shown if model.implicit(i)]
+    lines.append("  classDef implicit fill:#eef3ff,stroke:#5b7bd5,stroke-dasharray:4 3")
+    branches = [ids[i] for i in model.shown if model.plan.nodes[i].type_name == "branch"]
+    lines.append("  classDef branch fill:#fff4e0,stroke:#d08b00")
+    if implicit:
+        lines.append(f"  class {','.join(implicit)} implicit")
+    if branches:
+        lines.append(f"  class {','.join(branches)} branch")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def render_dot(wf: Workflow) -> str:
+    model = GraphModel(wf)
+    names = {i: _dot_string(model.plan.nodes[i].name) for i in model.shown}
+    lines = [
+        f"// Datakit workflow {wf.name} ({wf.source})",
+        f"digraph {_dot_string(wf.name)} {{",
+        "  rankdir=LR;",
+        '  node [shape=box, style="rounded", fontname="Helvetica"];',
+        '  edge [fontname="Helvetica", fontsize=10];',
+    ]
+    for phase, sub in ((Phase.REQUEST, "cluster_before_proxying"), (Phase.RESPONSE, "cluster_after_upstream")):
+        members = model.by_phase(phase)
+        if not members:
+            continue
+        lines.append(f"  subgraph {sub} {{")
+        lines.append(f"    label={_dot_string(PHASE_TITLES[phase])};")
+        lines.append('    style="dashed";')
+        for i in members:
+            name, kind = model.title(i)
+            label = _dot_string(f"{name}\n{kind}")
+            if model.implicit(i):
+                lines.append(f'    {names[i]} [label={label}, shape=ellipse, style="dashed"];')
+            elif model.plan.nodes[i].type_name == "branch":
+                lines.append(f"    {names[i]} [label={label}, shape=diamond];")
+            else:
+                lines.append(f"    {names[i]} [label={label}];")
+        lines.append("  }")
+    for (src, dst), labels in model.edges.items():
+        lines.append(f"  {names[src]} -> {names[dst]} [label={_dot_string(chr(10).join(labels))}];")
+    for src, dst, outcome in model.control:
+        lines.append(f'  {names[src]} -> {names[dst]} [label={_dot_string(outcome)}, style="dashed", color="darkorange", fontcolor="darkorange"];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_text(wf: Workflow) -> str:
+    model = GraphModel(wf)
+    lines = [f"workflow {wf.name} ({wf.source})"]
+    match = wf.match.describe()
+    lines.append("match: " + (", ".join(f"{k}={v}" for k, v in match.items()) if match else "every flow"))
+    implicit = model.implicit_used()
+    lines.append("implicit nodes used: " + (", ".join(implicit) if implicit else "none"))
+    for phase in (Phase.REQUEST, Phase.RESPONSE):
+        members = model.by_phase(phase)
+        lines.append(f"{PHASE_TITLES[phase]}:" + ("" if members else " (none)"))
+        for i in members:
+            name, kind = model.title(i)
+            lines.append(f"  {name:<24} {kind}")
+    lines.append("connections:" + ("" if model.edges else " (none)"))
+    for labels in model.edges.values():
+        lines.extend(f"  {label}" for label in labels)
+    if model.control:
+        lines.append("branch control:")
+        for src, dst, outcome in model.control:
+            lines.append(f"  {model.plan.nodes[src].name} --{outcome}--> {model.plan.nodes[dst].name}")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"mermaid": render_mermaid, "dot": render_dot, "text": render_text}
+
+
+def graph(path: str, fmt: str, out: TextIO, err: TextIO) -> int:
+    p = Path(path)
+    if p.is_dir():
+        try:
+            files = ", ".join(f.name for f in workflow_files(p)) or "none"
+        except ConfigError:
+            files = "none"
+        err.write(f"datakit graph: {path} is a directory; give one workflow file (there: {files})\n")
+        return EXIT_USAGE
+    try:
+        wf = load_file(p) if p.exists() else load_path(p)[0]
+    except ConfigError as e:
+        err.write(f"error {e}\n")
+        return EXIT_FAILED
+    out.write(RENDERERS[fmt](wf))
+    return EXIT_OK
+
+
+# -- run -----------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .offline import OfflineRunner, RequestError, UpstreamError, load_request, load_response
+
+    try:
+        workflows = load_path(args.path)
+    except ConfigError as e:
+        err.write(f"error {e}\n")
+        return EXIT_USAGE
+    try:
+        flow = load_request(args.request)
+        service_response = load_response(args.service_response) if args.service_response else None
+    except (RequestError, OSError) as e:
+        err.write(f"datakit run: {e}\n")
+        return EXIT_USAGE
+
+    async def go():
+        runner = OfflineRunner()
+        try:
+            return await runner.run(
+                workflows, flow, service_response=service_response, upstream=args.upstream, debug=args.trace,
+            )
+        finally:
+            await runner.aclose()
+            for wf in workflows:
+                await wf.aclose()
+
+    try:
+        result = asyncio.run(go())
+    except UpstreamError as e:
+        err.write(f"datakit run: {e}\n")
+        return EXIT_FAILED
+    if result.workflow is None:
+        err.write(f"datakit run: no workflow in {args.path} applies to {flow.request.method} {flow.request.pretty_url}; "
+                  "the request passes through unchanged\n")
+    out.write(json.dumps(result.to_dict(trace=args.trace), indent=2, ensure_ascii=False) + "\n")
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
+# -- schema --------------------------------------------------------------------
+
+
+def schema(output: str | None, out: TextIO) -> int:
+    from .schema import build_schema
+
+    text = json.dumps(build_schema(), indent=2) + "\n"
+    if output:
+        Path(output).write_text(text)
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
+# -- main ----------------------------------------------------------------------
+
+RUN_HELP = """\
+Run a workflow once on one request, in process, with real `call` nodes,
+exactly as the mitmproxy addon would (the request as mitmproxy sees it in
+regular proxy mode: client 127.0.0.1, proxy port 8080). Prints one JSON
+object: {workflow, outcome, response | service_request, error?, trace?}.
+
+outcome:
+  exit             an exit node answered; `response` is what the client gets
+  failed           a node failed; `response` is the 500 error answer
+  service_request  the request would be proxied; `service_request` is what
+                   would be sent upstream (method, url, headers, body)
+  response         with --service-response or --upstream: the response phase
+                   ran; `response` is what the client gets
+  no_workflow      no workflow's `match` accepts the request
+"""
+
+REQUEST_HELP = """\
+--request: a URL (a GET), a JSON/YAML description file, or a saved
+mitmproxy flow file (`mitmdump -w FILE`; its first HTTP flow). A
+description holds: method (GET), url (required), headers (mapping; a list
+value repeats a header), body (a string as is; anything else JSON-encoded
+with Content-Type: application/json unless the headers set one), query
+(mapping merged into the URL), http_version (HTTP/1.1), client ({ip, port}).
+
+  # request.yaml
+  method: POST
+  url: http://api.test/orders?page=2
+  headers: {authorization: Bearer abc, x-multi: [a, b]}
+  body: {item: book}
+
+--service-response: {status (200), headers, body} in the same way, or a flow
+file (its first HTTP flow's response).
+
+Exit status: 0 on success, 1 when the workflow failed (or --upstream could
+not be reached), 2 for bad arguments, an unreadable request or an invalid
+workflow.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="datakit",
+        description="Validate, draw and run Datakit workflows (Kong Datakit for mitmproxy) without a proxy.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser(
+        "validate",
+        help="check workflow files or directories",
+        description="Load workflow files with the addon's loader and report every invalid file "
+        "(file, node and field of its first error). A directory checks its *.yaml, *.yml and *.json files.",
+        epilog="Exit status: 0 when all are valid, 1 otherwise.",
+    )
+    v.add_argument("paths", nargs="+", metavar="PATH")
+    v.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    g = sub.add_parser(
+        "graph",
+        help="print a workflow's graph (Mermaid, Graphviz dot or text)",
+        description="Print a workflow's nodes (with types), its connections (SOURCE.PORT -> TARGET.PORT), "
+        "the implicit nodes it uses, branch then/else control edges (dotted/dashed), and which nodes run "
+        "before proxying and which after the upstream answered (one subgraph each).",
+        epilog="Examples: datakit graph wf.yaml > wf.mmd; datakit graph wf.yaml --format dot | dot -Tsvg > wf.svg. "
+        "Exit status: 0, 1 for an invalid workflow, 2 for a directory.",
+    )
+    g.add_argument("path", metavar="PATH", help="one workflow file")
+    g.add_argument("--format", choices=sorted(RENDERERS), default="mermaid", help="output format (default: mermaid)")
+
+    r = sub.add_parser(
+        "run",
+        help="run a workflow once against a request, offline",
+        description=RUN_HELP,
+        epilog=REQUEST_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("path", metavar="PATH", help="workflow file or directory (first workflow whose match accepts the request runs)")
+    r.add_argument("--request", required=True, metavar="FILE_OR_URL", help="the client request (see below)")
+    resp = r.add_mutually_exclusive_group()
+    resp.add_argument("--service-response", metavar="FILE",
+                      help="the upstream's response, as a JSON/YAML {status, headers, body} file or a flow file; "
+                      "runs the response phase and prints the client response")
+    resp.add_argument("--upstream", metavar="URL",
+                      help="really send the service request to this scheme://host:port (not offline) and run the response phase on its answer")
+    r.add_argument("--trace", action="store_true",
+                   help="trace the run (as if the datakit_debug option were on) and print the trace report")
+
+    s = sub.add_parser("schema", help="print the JSON Schema of workflow files",
+                       description="Print the JSON Schema of workflow files (the one shipped as mitmdatakit/datakit.schema.json).")
+    s.add_argument("--output", "-o", metavar="FILE", help="write it to FILE instead")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    if args.command == "validate":
+        return validate(args.paths, out, as_json=args.json)
+    if args.command == "graph":
+        return graph(args.path, args.format, out, err)
+    if args.command == "run":
+        # the engine logs failures (node, index, request id): to stderr
+        logger = logging.getLogger("mitmdatakit")
+        handler = logging.StreamHandler(err)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        saved = logger.propagate, logger.level
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
+        try:
+            return run(args, out, err)
+        finally:
+            logger.removeHandler(handler)
+            logger.propagate, logger.level = saved
+    if args.command == "schema":
+        return schema(args.output, out)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
