@@ -75,7 +75,7 @@ def parse_text(text: str, source: str, is_json: bool = False) -> Any:
         if is_json:
             return json.loads(text)
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except (ValueError, yaml.YAMLError) as e:
+    except (ValueError, TypeError, yaml.YAMLError) as e:  # TypeError: unhashable YAML keys
         kind = "JSON" if is_json else "YAML"
         raise ConfigError(f"invalid {kind}: {e}", file=source) from None
     except RecursionError:
@@ -179,7 +179,7 @@ def _schema_check(schema: Mapping[str, Any], value: Any, source: str, prefix: st
     error = jsonschema.exceptions.best_match(errors)
     path = [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        extra = sorted(str(k) for k in set(error.instance) - set(error.schema.get("properties", {})))
         if extra:
             path.append(extra[0])
             message = f"unknown attribute {extra[0]!r}"

@@ -110,6 +110,10 @@ class _Builder:
             raise _err(spec, fieldname, f"invalid dependency {where}: circular dependency")
         sports, dports = snode.output_ports(), dnode.input_ports()
         literal = snode.static_outputs()
+        if src.port is None and sports.self_type is None and not sports.named and not sports.dynamic and literal is None:
+            raise _err(spec, fieldname, f"invalid connection {where}: node {snode.name!r} ({snode.type_name}) has no outputs")
+        if dst.port is None and dports.self_type is None and not dports.named and not dports.dynamic:
+            raise _err(spec, fieldname, f"invalid connection {where}: node {dnode.name!r} ({dnode.type_name}) takes no inputs")
 
         # source end: its type (None = object of sports.named)
         if src.port is None:
@@ -215,11 +219,13 @@ class _Builder:
                 self._declare(spec, "input", raw["input"], this, inbound=True)
             for port, label in (raw.get("inputs") or {}).items():
                 if label is not None:
+                    port = str(port)
                     self._declare(spec, f"inputs.{port}", label, Label(node.name, *port.split(".", 1)), inbound=True)
             if raw.get("output") is not None:
                 self._declare(spec, "output", raw["output"], this, inbound=False)
             for port, label in (raw.get("outputs") or {}).items():
                 if label is not None:
+                    port = str(port)
                     self._declare(spec, f"outputs.{port}", label, Label(node.name, *port.split(".", 1)), inbound=False)
 
     def _declare(self, spec: NodeSpec, fieldname: str, text: str, this: Label, inbound: bool) -> None:
