@@ -278,7 +278,7 @@ def _select(root: ET.Element, xpath: str) -> list[ET.Element]:
     try:
         found = document.findall(path, _PREFIXES)
     except (SyntaxError, KeyError, TypeError, ValueError, IndexError) as exc:
-        reason = exc.msg if isinstance(exc, SyntaxError) else f"unexpected {exc}"
+        reason = exc.msg if isinstance(exc, SyntaxError) else "an expression outside the supported subset"
         raise NodeError(f"invalid or unsupported xpath {xpath!r}: {reason}; {XPATH_HELP}") from None
     # Selecting the document node (`/`, `.`) means the whole document.
     return [root if element is document else element for element in found]

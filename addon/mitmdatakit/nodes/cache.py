@@ -81,7 +81,8 @@ class CacheNode(Node):
         if resource is None:
             raise self.config_error(
                 "the cache node requires a cache resource: add "
-                "'resources: {cache: {strategy: memory}}' (or strategy: redis) to the workflow"
+                "'resources: {cache: {strategy: memory}}' (or strategy: redis) to the workflow",
+                field="resources.cache",
             )
         self.cache = resource
 
