@@ -191,8 +191,6 @@ def test_malformed_json_bodies_give_clean_answers(client, mock, body):
         assert result["type"] in ("string", "null")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: NaN/Infinity in a JSON request body crash the exit node's body encoding "
-                                       "(engine._finish -> _crash: 'internal error' with a traceback) instead of a node error")
 @pytest.mark.parametrize("body", [b"NaN", b'{"a": Infinity}', b"[1e999]"])
 def test_non_standard_json_numbers_are_a_node_error_not_a_crash(env, client, mock, body):
     mitm, _ = env
@@ -215,9 +213,6 @@ SURROGATE_BODIES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: lone surrogates in a JSON body are not forwarded losslessly: codecs.decode_body "
-                                       "accepts them (json.loads on bytes uses 'surrogatepass'), codecs.encode_body then "
-                                       "crashes (UnicodeEncodeError -> 500) or turns \\udcXX into a raw non-UTF-8 byte")
 @pytest.mark.parametrize("body", list(SURROGATE_BODIES.values()), ids=list(SURROGATE_BODIES))
 def test_lone_surrogates_in_json_bodies_are_forwarded_losslessly(client, mock, body):
     mock.clear()

@@ -160,3 +160,27 @@ def test_encode_body_rules():
 )
 def test_normalize_path(raw, expected):
     assert normalize_path(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [b"NaN", b'{"a": Infinity}', b"[1e999]", b'{"a": -Infinity}'])
+def test_non_standard_json_numbers_are_not_json(raw):
+    assert decode_body(raw, "application/json") == raw.decode()  # passed on as text
+    with pytest.raises(CodecError):
+        decode_body(raw, "application/json", strict=True)
+    with pytest.raises(CodecError):
+        encode_body({"x": float("nan")}, None)
+
+
+def test_lone_surrogates_are_escaped_not_mangled():
+    value = decode_body(b'{"a": "\\udcff", "b": "\\ud800"}', "application/json")
+    data, _ = encode_body(value, None)
+    data.decode("utf-8")  # valid UTF-8
+    assert json.loads(data) == value
+    # bytes that are not UTF-8 are not JSON: a lossless string
+    assert text_to_bytes(decode_body(b'{"a": "\xed\xa0\x80"}', "application/json")) == b'{"a": "\xed\xa0\x80"}'
+
+
+def test_too_deep_json_is_a_codec_error():
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(CodecError, match="nested too deeply"):
+        decode_body(deep, "application/json")
