@@ -8,6 +8,7 @@ back, with the rules of SPEC §5.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote_plus
@@ -19,7 +20,40 @@ QueryMap = dict[str, str | None | list[str | None]]
 
 # Headers that describe the transfer, not the content: recomputed on write.
 TRANSFER_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
-_FORBIDDEN_CHARS = ("\r", "\n", "\0")
+_FORBIDDEN = re.compile("[\r\n\0]")  # in header names and values (injection)
+
+# json.dumps() with options builds a new JSONEncoder on every call; these are
+# built once (same output: json.dumps(v, **kw) is JSONEncoder(**kw).encode(v)).
+_JSON_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_JSON_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+# the fallback for strings with lone surrogates: \uXXXX escapes, lossless
+_JSON_BODY_ASCII = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(data: bytes | str) -> Any:
+    """Standard JSON only: no NaN/Infinity, no out-of-range numbers, UTF-8
+    bytes (so lone surrogates cannot sneak in as raw bytes)."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    try:
+        return json.loads(data, parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise JSONTooDeep("JSON nested too deeply") from None
+
+
+class JSONTooDeep(ValueError):
+    pass
 
 
 # -- headers ---------------------------------------------------------------
@@ -86,7 +120,7 @@ def apply_headers(headers: Any, value: Mapping[str, Any]) -> None:
 
 
 def _check_header_text(name: str, text: str) -> None:
-    if any(ch in text for ch in _FORBIDDEN_CHARS):
+    if _FORBIDDEN.search(text) is not None:
         raise CodecError(f"header {name!r} contains CR, LF or NUL (header injection refused)")
 
 
@@ -144,7 +178,7 @@ def encode_query(value: Mapping[str, Any]) -> str:
                 continue
             text = _scalar_text(element)
             if text is None:  # nested structures travel as JSON text
-                text = json.dumps(element, separators=(",", ":"))
+                text = _JSON_COMPACT(element)
             parts.append(f"{qkey}={quote(text, safe='')}")
     return "&".join(parts)
 
@@ -190,7 +224,9 @@ def decode_body(content: bytes | None, content_type: str | None, *, strict: bool
         return None
     if is_json_type(content_type):
         try:
-            return json.loads(content)
+            return parse_json(content)
+        except JSONTooDeep as e:  # valid JSON we cannot hold: an error, not a string
+            raise BodyDecodeError(f"{e} (content type {media_type(content_type)!r})") from None
         except ValueError as e:
             if strict:
                 raise BodyDecodeError(f"invalid JSON body with content type {media_type(content_type)!r}: {e}") from None
@@ -213,7 +249,13 @@ def encode_body(value: Any, content_type: str | None) -> tuple[bytes, str | None
         return value, None
     if is_form_type(content_type) and isinstance(value, Mapping):
         return encode_query(value).encode("ascii"), None
-    data = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8", "surrogateescape")
+    try:
+        try:
+            data = _JSON_BODY(value).encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: escape them instead
+            data = _JSON_BODY_ASCII(value).encode("ascii")
+    except (ValueError, TypeError, RecursionError) as e:
+        raise CodecError(f"the body cannot be encoded as JSON: {e}") from None
     if content_type:
         return data, None
     return data, "application/json"

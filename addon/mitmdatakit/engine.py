@@ -19,7 +19,7 @@ from .codecs import TRANSFER_HEADERS, encode_body, encode_headers, header_lookup
 from .errors import CodecError
 from .nodes.base import Phase
 from .runtime import FlowRun, Services, WorkflowFailed
-from .workflow import Workflow
+from .workflow import RequestFacts, Workflow
 
 logger = logging.getLogger("mitmdatakit")
 
@@ -44,6 +44,23 @@ def error_body(run: FlowRun, failure: WorkflowFailed) -> dict[str, Any]:
     return {"message": "An unexpected error occurred", "request_id": run.request_id}
 
 
+def _set_field(fields: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
+    """`headers[name] = value` on a field list: the first field of that name
+    (any case) gets the value, further ones go; none: appended."""
+    out: list[tuple[str, str]] = []
+    done = False
+    for k, v in fields:
+        if k.lower() == name:
+            if not done:
+                out.append((k, value))
+                done = True
+        else:
+            out.append((k, v))
+    if not done:
+        out.append((name, value))
+    return out
+
+
 def json_response(status: int, body: Any) -> http.Response:
     return http.Response.make(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
@@ -59,8 +76,9 @@ class Engine:
         self.runs: dict[str, FlowRun] = {}
 
     def select(self, flow: http.HTTPFlow) -> Workflow | None:
+        facts = RequestFacts(flow)  # read once, tested against every workflow
         for wf in self.workflows:
-            if wf.applies_to(flow):
+            if wf.enabled and wf.match.test(facts):
                 return wf
         return None
 
@@ -114,20 +132,26 @@ class Engine:
     # -- building the answer -------------------------------------------------
 
     def _exit_response(self, run: FlowRun) -> http.Response:
+        """The exit's answer. The header list is built here and handed to
+        `Response.make` once: editing a made Response header by header and
+        then setting its content costs as much again as making it. The
+        result is the same message, fields in the same order:
+        Content-Length first, then the exit's headers."""
         ex = run.exit_response
         assert ex is not None
         headers = ex.headers or {}
         fields = [(k, v) for k, v in encode_headers(headers) if k.lower() not in TRANSFER_HEADERS]
-        response = http.Response.make(ex.status, b"")
-        for name, value in fields:
-            response.headers.add(name, value)
-        if "content-encoding" in response.headers and ex.body is not None and not isinstance(ex.body, (str, bytes)):
-            del response.headers["content-encoding"]
+        if ex.body is not None and not isinstance(ex.body, (str, bytes)):
+            # a JSON body is not encoded: a Content-Encoding would lie
+            fields = [(k, v) for k, v in fields if k.lower() != "content-encoding"]
         data, content_type = encode_body(ex.body, header_lookup(headers, "content-type"))
         if content_type is not None:
-            response.headers["content-type"] = content_type
-        response.content = data
-        return response
+            fields = _set_field(fields, "content-type", content_type)
+        raw = [(b"content-length", b"0")]  # set from the content by make()
+        raw += [(k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape")) for k, v in fields]
+        # make() sets the content as `response.content = data` does: encoded
+        # per Content-Encoding, Content-Length recomputed in place
+        return http.Response.make(ex.status, data, raw)
 
     def _finish(self, run: FlowRun) -> None:
         """The response goes out: an exit's or the upstream's, with the

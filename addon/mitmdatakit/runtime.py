@@ -52,10 +52,10 @@ class Services:
     def http(self) -> aiohttp.ClientSession:
         """The shared client session (one per event loop; pooled keep-alive
         connections across flows)."""
-        import aiohttp
-
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session_loop is not loop:
+            import aiohttp  # here, not at the top: most workflows make no calls
+
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=300, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -118,6 +118,12 @@ class FlowRun:
         self.credential: Any = None
         self._tasks: dict[asyncio.Task, int] = {}
         self._cancelled: list[asyncio.Task] = []
+        # Finished node tasks, in completion order, and the future that
+        # wakes run_phase when one finishes. Cheaper than asyncio.wait(),
+        # which re-registers a callback on every pending task at each wake
+        # (O(n) per completion, O(n^2) for a fan-out of n calls).
+        self._finished: deque[asyncio.Task] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
 
     # -- public --------------------------------------------------------------
 
@@ -142,14 +148,23 @@ class FlowRun:
             if plan.phase[i] is phase and self.status[i] == NODE_PENDING and self.remaining[i] == 0
         )
         tasks = self._tasks
+        finished = self._finished
         try:
             while ready or tasks:
                 while ready:
                     self._start(ready.popleft(), ready)
                 if tasks:
-                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        i = tasks.pop(task)
+                    if not finished:
+                        self._wakeup = asyncio.get_running_loop().create_future()
+                        try:
+                            await self._wakeup
+                        finally:
+                            self._wakeup = None
+                    while finished:
+                        task = finished.popleft()
+                        i = tasks.pop(task, None)
+                        if i is None:
+                            continue  # cancelled by a failure or cancel(): already accounted for
                         try:
                             result = task.result()
                         except Exception as e:  # noqa: BLE001 - any node failure fails the plan
@@ -161,6 +176,13 @@ class FlowRun:
         except asyncio.CancelledError:
             await self.cancel()
             raise
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        """Done-callback of every node task: queue it and wake run_phase."""
+        self._finished.append(task)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     async def cancel(self) -> None:
         """Abort everything still running (the client went away, or a failure)."""
@@ -204,7 +226,9 @@ class FlowRun:
             result = node.run(inputs, self)
         except Exception as e:  # noqa: BLE001
             self._fail(i, e)
-        if inspect.isawaitable(result):
+        # most nodes are plain functions returning a dict: skip the (slower)
+        # awaitable check for them
+        if type(result) is not dict and inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
             if task.done():  # eager task factories finish plain coroutines at once
                 try:
@@ -215,6 +239,7 @@ class FlowRun:
                     raise
                 return
             self._tasks[task] = i
+            task.add_done_callback(self._task_done)
         else:
             self._complete(i, result, ready)
 

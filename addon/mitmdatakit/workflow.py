@@ -22,6 +22,41 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+class RequestFacts:
+    """What `match` blocks test, read from a flow's request at most once.
+
+    Selecting a workflow tests the workflows in order; with many loaded,
+    decoding the method, host and path again for each one was most of the
+    cost. Each fact is computed on first use and kept.
+    """
+
+    __slots__ = ("_host", "_method", "_path", "flow")
+
+    def __init__(self, flow: http.HTTPFlow) -> None:
+        self.flow = flow
+        self._method: str | None = None
+        self._host: str | None = None
+        self._path: str | None = None
+
+    @property
+    def method(self) -> str:
+        if self._method is None:
+            self._method = self.flow.request.method.upper()
+        return self._method
+
+    @property
+    def host(self) -> str:
+        if self._host is None:
+            self._host = self.flow.request.pretty_host.lower()
+        return self._host
+
+    @property
+    def path(self) -> str:
+        if self._path is None:
+            self._path = self.flow.request.path.split("?", 1)[0]
+        return self._path
+
+
 @dataclass
 class Match:
     """The `match` block: hosts, paths, methods and a mitmproxy filter."""
@@ -30,8 +65,13 @@ class Match:
     paths: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     filter: str | None = None
-    _host_tests: list[Callable[[str], bool]] = field(default_factory=list, repr=False)
-    _path_tests: list[Callable[[str], bool]] = field(default_factory=list, repr=False)
+    # the same, prepared for testing: sets and tuples so that most tests are
+    # one C-level call (`in`, `str.startswith(tuple)`)
+    _methods: frozenset[str] = field(default_factory=frozenset, repr=False)
+    _exact_hosts: frozenset[str] = field(default_factory=frozenset, repr=False)
+    _wildcard_hosts: list[Callable[[str], bool]] = field(default_factory=list, repr=False)
+    _prefixes: tuple[str, ...] = field(default=(), repr=False)
+    _regexes: list[re.Pattern[str]] = field(default_factory=list, repr=False)
     _filter: Callable[[Any], bool] | None = field(default=None, repr=False)
 
     @classmethod
@@ -43,17 +83,26 @@ class Match:
             methods=[x.upper() for x in _as_list(raw.get("methods"))],
             filter=raw.get("filter"),
         )
+        m._methods = frozenset(m.methods)
+        exact = set()
         for host in m.hosts:
-            m._host_tests.append(_host_test(host.lower()))
+            pattern = host.lower()
+            wildcard = _host_wildcard(pattern)
+            if wildcard is None:
+                exact.add(pattern)
+            else:
+                m._wildcard_hosts.append(wildcard)
+        m._exact_hosts = frozenset(exact)
+        prefixes = []
         for path in m.paths:
             if path.startswith("~"):
                 try:
-                    rx = re.compile(path[1:])
+                    m._regexes.append(re.compile(path[1:]))
                 except re.error as e:
                     raise ConfigError(f"invalid path regex {path!r}: {e}", file=source, field="match.paths") from None
-                m._path_tests.append(lambda p, rx=rx: rx.match(p) is not None)
             else:
-                m._path_tests.append(lambda p, prefix=path: p.startswith(prefix))
+                prefixes.append(path)
+        m._prefixes = tuple(prefixes)
         if m.filter:
             from mitmproxy import flowfilter
 
@@ -64,18 +113,25 @@ class Match:
         return m
 
     def accepts(self, flow: http.HTTPFlow) -> bool:
-        req = flow.request
-        if self.methods and req.method.upper() not in self.methods:
+        return self.test(RequestFacts(flow))
+
+    def test(self, facts: RequestFacts) -> bool:
+        """`accepts`, with the request's facts shared across workflows."""
+        if self._methods and facts.method not in self._methods:
             return False
-        if self._host_tests:
-            host = req.pretty_host.lower()
-            if not any(test(host) for test in self._host_tests):
+        if self.hosts:
+            host = facts.host
+            if host not in self._exact_hosts and not (
+                self._wildcard_hosts and any(test(host) for test in self._wildcard_hosts)
+            ):
                 return False
-        if self._path_tests:
-            path = req.path.split("?", 1)[0]
-            if not any(test(path) for test in self._path_tests):
+        if self.paths:
+            path = facts.path
+            if not path.startswith(self._prefixes) and not (
+                self._regexes and any(rx.match(path) is not None for rx in self._regexes)
+            ):
                 return False
-        if self._filter is not None and not self._filter(flow):
+        if self._filter is not None and not self._filter(facts.flow):
             return False
         return True
 
@@ -89,14 +145,15 @@ class Match:
         return out
 
 
-def _host_test(pattern: str) -> Callable[[str], bool]:
+def _host_wildcard(pattern: str) -> Callable[[str], bool] | None:
+    """The test for `*.example.com` or `example.*`; None for an exact name."""
     if pattern.startswith("*."):
         suffix = pattern[1:]
         return lambda host: host.endswith(suffix) and len(host) > len(suffix)
     if pattern.endswith(".*"):
         prefix = pattern[:-1]
         return lambda host: host.startswith(prefix) and len(host) > len(prefix)
-    return lambda host: host == pattern
+    return None
 
 
 @dataclass
@@ -119,8 +176,8 @@ class Workflow:
     def resources(self) -> Mapping[str, Any]:
         return self.info.resources
 
-    def applies_to(self, flow: http.HTTPFlow) -> bool:
-        return self.enabled and self.match.accepts(flow)
+    def applies_to(self, flow: http.HTTPFlow, facts: RequestFacts | None = None) -> bool:
+        return self.enabled and self.match.test(facts or RequestFacts(flow))
 
     async def aclose(self) -> None:
         for resource in self.info.resources.values():

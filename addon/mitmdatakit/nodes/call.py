@@ -49,6 +49,12 @@ class CallNode(Node):
         super().__init__(spec, workflow)
         self.url: str = spec.attrs["url"]
         self._check_url(self.url, config=True)
+        # parsed once, used while no input changes the URL (a URL that yarl
+        # refuses still fails at run time, as a node error, like any other)
+        try:
+            self._url: URL | None = URL(self.url, encoded=True)
+        except ValueError:
+            self._url = None
         self.method: str = self.attr("method", "GET").upper()
         if not self.method.isalpha():
             raise self.config_error(f"invalid HTTP method {self.method!r}", field="method")
@@ -58,7 +64,11 @@ class CallNode(Node):
         self.ssl_server_name: str | None = self.attr("ssl_server_name")
 
     def _check_url(self, url: Any, config: bool = False) -> None:
-        ok = isinstance(url, str) and urlsplit(url).scheme in ("http", "https") and bool(urlsplit(url).hostname)
+        try:
+            parts = urlsplit(url) if isinstance(url, str) else None
+            ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            ok = False
         if not ok:
             message = f"invalid URL {url!r} (expected http:// or https://)"
             if config:
@@ -84,7 +94,8 @@ class CallNode(Node):
 
     async def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
         url = inputs.get("url") or self.url
-        self._check_url(url)
+        if url is not self.url:  # the configured URL was checked when loading
+            self._check_url(url)
         if inputs.get("query") is not None:
             url = _with_query(url, inputs["query"])
 
@@ -113,7 +124,7 @@ class CallNode(Node):
         try:
             async with session.request(
                 self.method,
-                URL(url, encoded=True),
+                self._url if url is self.url and self._url is not None else URL(url, encoded=True),
                 headers=headers,
                 data=data,
                 proxy=proxy or None,

@@ -10,6 +10,10 @@ import jq
 from ..errors import NodeError
 from .base import SELF, Node, Ports, PortType, register
 
+# built once: json.dumps() with options would build an encoder per call
+_TO_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_TO_JSON_ASCII = json.JSONEncoder(allow_nan=False).encode
+
 
 @register
 class JqNode(Node):
@@ -47,11 +51,11 @@ class JqNode(Node):
             for name, value in inputs.items():  # ports connected from the source side
                 data.setdefault(name, value)
         try:
-            text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+            text = _TO_JSON(data)
             try:
                 results = self.program.input_text(text).all()
             except UnicodeEncodeError:  # lossless bodies may carry lone surrogates
-                results = self.program.input_text(json.dumps(data, allow_nan=False)).all()
+                results = self.program.input_text(_TO_JSON_ASCII(data)).all()
         except ValueError as e:
             raise NodeError(f"jq error: {_first_line(e)}") from None
         if not results:
