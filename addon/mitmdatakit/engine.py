@@ -19,6 +19,7 @@ from .codecs import TRANSFER_HEADERS, encode_body, encode_headers, header_lookup
 from .errors import CodecError
 from .nodes.base import Phase
 from .runtime import FlowRun, Services, WorkflowFailed
+from .trace import Trace
 from .workflow import RequestFacts, Workflow
 
 logger = logging.getLogger("mitmdatakit")
@@ -69,9 +70,16 @@ def json_response(status: int, body: Any) -> http.Response:
 class Engine:
     """Selects the workflow for each flow and runs it through both phases."""
 
-    def __init__(self, services: Services | None = None, debug: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        services: Services | None = None,
+        debug: Callable[[], bool] = lambda: False,
+        record_trace: bool = False,
+    ) -> None:
         self.services = services or Services()
         self.debug = debug
+        # record a trace for every run without debug's other effects (offline runs)
+        self.record_trace = record_trace
         self.workflows: Sequence[Workflow] = []
         self.runs: dict[str, FlowRun] = {}
 
@@ -82,26 +90,30 @@ class Engine:
                 return wf
         return None
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> FlowRun | None:
+        """Run the pre-proxy phase; returns the flow's run (None: no workflow)."""
         if flow.response is not None or flow.id in self.runs:
-            return  # answered by another addon already, or a replay of ours
+            return None  # answered by another addon already, or a replay of ours
         wf = self.select(flow)
         if wf is None:
-            return
+            return None
         debug = wf.debug or self.debug()
         run = FlowRun(wf, flow, self.services, tracing=debug)
         run.trace_to_client = debug and trace_requested(flow)
+        if self.record_trace and run.trace is None:
+            run.trace = Trace(wf.redactor)
         self.runs[flow.id] = run
         try:
             await run.run_phase(Phase.REQUEST)
         except WorkflowFailed as failure:
             self._fail(run, failure)
-            return
+            return run
         except Exception as e:  # noqa: BLE001 - never let a bug take the proxy down
             self._crash(run, e)
-            return
+            return run
         if run.exit_response is not None:
             self._finish(run)
+        return run
 
     async def response(self, flow: http.HTTPFlow) -> None:
         run = self.runs.get(flow.id)

@@ -39,7 +39,6 @@ from .config import load_document, load_path, load_text
 from .engine import METADATA_KEY, Engine
 from .errors import DatakitError
 from .runtime import FlowRun, Services
-from .trace import Trace
 from .workflow import Workflow
 
 if TYPE_CHECKING:
@@ -529,25 +528,6 @@ class RunResult:
 # -- running ---------------------------------------------------------------------
 
 
-class _RecordingRuns(dict):
-    """The engine's in-progress runs, remembering each run that started (the
-    engine forgets a run once the flow is answered). With `trace`, a run
-    that is not traced gets a trace recorder as it starts, so the report is
-    recorded without anything else changing (no debug error bodies, no
-    report sent to the client)."""
-
-    def __init__(self, trace: bool = False) -> None:
-        super().__init__()
-        self.trace = trace
-        self.started: dict[str, FlowRun] = {}
-
-    def __setitem__(self, key: str, value: FlowRun) -> None:
-        if self.trace and value.trace is None:
-            value.trace = Trace(value.workflow.redactor)
-        self.started[key] = value
-        super().__setitem__(key, value)
-
-
 def load_workflows(source: Any, *, name: str = "workflow") -> list[Workflow]:
     """Workflows from a path (file or directory), YAML/JSON text, a parsed
     document (mapping), a Workflow, or a list of any of these. Raises
@@ -604,9 +584,7 @@ class OfflineRunner:
         changing anything the client gets."""
         if service_response is not None and upstream not in (None, False):
             raise ValueError("give a service response or an upstream, not both")
-        engine = Engine(self.services, debug=lambda: debug)
-        runs = _RecordingRuns(trace=trace)
-        engine.runs = runs
+        engine = Engine(self.services, debug=lambda: debug, record_trace=trace)
         engine.workflows = list(workflows)
         request = flow.request
         target = (request.scheme, request.host, request.port)
@@ -614,9 +592,7 @@ class OfflineRunner:
         selected = engine.select(flow)
         result = RunResult(flow=flow, workflow=selected.name if selected is not None else None)
         try:
-            await engine.request(flow)
-            run = runs.started.get(flow.id)
-            result.run = run
+            result.run = await engine.request(flow)
             if flow.response is None:
                 result.service_request = Message(flow.request.copy())
                 response = service_response
