@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow, tutils
+
 
 from mitmdatakit.addon import Datakit
+from tests.unit.addon_support import DK, dk, upstream_response  # noqa: F401 - dk is a fixture
+from tests.unit.addon_support import make_flow as _make_flow
 from mitmdatakit.config import load_text
 from mitmdatakit.errors import ConfigError
 from mitmdatakit.nodes.base import Phase
@@ -29,65 +31,13 @@ from mitmdatakit.runtime import FlowRun, Services, WorkflowFailed
 # --------------------------------------------------------------------------- #
 
 
-def make_flow(
-    path: str = "/path",
-    *,
-    headers: dict[str, str] | None = None,
-    host: str = "api.test",
-    port: int = 80,
-    scheme: str = "http",
-) -> http.HTTPFlow:
-    fields = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    req = tutils.treq(
-        method=b"GET",
-        path=path.encode(),
-        host=host,
-        port=port,
-        scheme=scheme.encode(),
-        headers=http.Headers(fields),
-        content=b"",
-    )
-    flow = tflow.tflow(req=req)
+def make_flow(path: str = "/path", **kw: Any) -> http.HTTPFlow:
+    """A flow from a known client address to a proxy on port 8080."""
+    flow = _make_flow(path, **kw)
     flow.client_conn.peername = ("10.9.8.7", 54321)
     flow.client_conn.sockname = ("127.0.0.1", 8080)
     flow.client_conn.timestamp_tls_setup = None
     return flow
-
-
-def upstream_response(status: int = 200) -> http.Response:
-    return tutils.tresp(status_code=status, headers=http.Headers([(b"header-response", b"svalue"), (b"content-length", b"7")]), content=b"message")
-
-
-class DK:
-    def __init__(self, tctx: taddons.context, addon: Datakit, tmp_path) -> None:
-        self.tctx = tctx
-        self.addon = addon
-        self.tmp_path = tmp_path
-        self.upstream_calls = 0
-
-    def load(self, text: str, name: str = "wf.yaml", **options: Any) -> None:
-        path = self.tmp_path / name
-        path.write_text(textwrap.dedent(text))
-        self.tctx.configure(self.addon, datakit_config=str(path), **options)
-        assert self.addon.workflows, "the workflow did not load"
-
-    async def roundtrip(self, flow: http.HTTPFlow, upstream: http.Response | None = None) -> http.HTTPFlow:
-        await self.addon.request(flow)
-        if flow.response is None:
-            self.upstream_calls += 1
-            flow.response = upstream if upstream is not None else upstream_response()
-        await self.addon.response(flow)
-        return flow
-
-
-@pytest.fixture
-async def dk(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    addon = Datakit(default_config=str(empty))
-    with taddons.context(addon) as tctx:
-        yield DK(tctx, addon, tmp_path)
-        await addon.done()
 
 
 def active_runs(addon: Datakit) -> dict[str, Any]:

@@ -17,90 +17,15 @@ from typing import Any
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow, tutils
+
 
 from mitmdatakit.addon import Datakit
 from tests.harness import MockServer, Reply
+from tests.unit.addon_support import DK, dk, make_flow, upstream_response  # noqa: F401 - dk is a fixture
 
 # --------------------------------------------------------------------------- #
 # helpers
 # --------------------------------------------------------------------------- #
-
-
-def make_flow(
-    path: str = "/path",
-    *,
-    method: str = "GET",
-    headers: dict[str, str] | None = None,
-    body: bytes = b"",
-    host: str = "api.test",
-    port: int = 80,
-    scheme: str = "http",
-) -> http.HTTPFlow:
-    fields = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    if body:
-        fields.append((b"content-length", str(len(body)).encode()))
-    req = tutils.treq(
-        method=method.encode(),
-        path=path.encode(),
-        host=host,
-        port=port,
-        scheme=scheme.encode(),
-        headers=http.Headers(fields),
-        content=body,
-    )
-    return tflow.tflow(req=req)
-
-
-def upstream_response(status: int = 200, json_body: Any = None, headers: dict[str, str] | None = None, content: bytes | None = None) -> http.Response:
-    fields = [(b"header-response", b"svalue")]
-    if json_body is not None:
-        content = json.dumps(json_body).encode()
-        fields.append((b"content-type", b"application/json"))
-    content = content if content is not None else b"message"
-    fields += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    fields.append((b"content-length", str(len(content)).encode()))
-    return tutils.tresp(status_code=status, headers=http.Headers(fields), content=content)
-
-
-class DK:
-    """The addon in a mitmproxy test context, plus a fake upstream."""
-
-    def __init__(self, tctx: taddons.context, addon: Datakit, tmp_path) -> None:
-        self.tctx = tctx
-        self.addon = addon
-        self.tmp_path = tmp_path
-        self.upstream_calls = 0
-
-    def load(self, text: str, name: str = "wf.yaml", **options: Any) -> None:
-        path = self.tmp_path / name
-        path.write_text(textwrap.dedent(text))
-        self.tctx.configure(self.addon, datakit_config=str(path), **options)
-        assert self.addon.workflows, "the workflow did not load"
-
-    async def request(self, flow: http.HTTPFlow) -> http.HTTPFlow:
-        await self.addon.request(flow)
-        return flow
-
-    async def roundtrip(self, flow: http.HTTPFlow, upstream: http.Response | None = None) -> http.HTTPFlow:
-        """request hook; the upstream answers unless a response is set; then
-        the response hook (mitmproxy calls it for addon-set responses too)."""
-        await self.addon.request(flow)
-        if flow.response is None:
-            self.upstream_calls += 1
-            flow.response = upstream if upstream is not None else upstream_response()
-        await self.addon.response(flow)
-        return flow
-
-
-@pytest.fixture
-async def dk(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    addon = Datakit(default_config=str(empty))
-    with taddons.context(addon) as tctx:
-        yield DK(tctx, addon, tmp_path)
-        await addon.done()
 
 
 @pytest.fixture(scope="module")
