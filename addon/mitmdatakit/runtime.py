@@ -46,7 +46,7 @@ class Services:
     def __init__(self, option: Callable[[str], Any] | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
-        self.option = option or (lambda name: (_ for _ in ()).throw(KeyError(name)))
+        self.option = option or _default_option
         self.node_id = str(uuid.uuid4())
 
     def http(self) -> aiohttp.ClientSession:
@@ -70,6 +70,22 @@ class Services:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+_DEFAULT_OPTIONS: Any = None
+
+
+def _default_option(name: str) -> Any:
+    """Outside a running mitmproxy (offline runs): mitmproxy's defaults."""
+    global _DEFAULT_OPTIONS
+    if _DEFAULT_OPTIONS is None:
+        from mitmproxy.options import Options
+
+        _DEFAULT_OPTIONS = Options()
+    try:
+        return _DEFAULT_OPTIONS._options[name].current()
+    except KeyError:
+        raise KeyError(name) from None
 
 
 class WorkflowFailed(Exception):
