@@ -285,6 +285,8 @@ def header_lookup(value: Mapping[str, Any] | None, name: str) -> Any:
     lname = name.lower()
     for key, item in value.items():
         if isinstance(key, str) and key.lower() == lname:
+            if isinstance(item, list):  # a repeated header: its first value
+                return next((x for x in item if isinstance(x, str)), None)
             return item
     return None
 
@@ -325,7 +327,7 @@ def normalize_path(raw: str) -> str:
     i = 0
     while i < len(raw):
         ch = raw[i]
-        if ch == "%" and i + 2 < len(raw) + 0 and _is_hex(raw[i + 1 : i + 3]):
+        if ch == "%" and _is_hex(raw[i + 1 : i + 3]):
             decoded = chr(int(raw[i + 1 : i + 3], 16))
             out.append(decoded if decoded in _UNRESERVED else raw[i : i + 3].upper())
             i += 3

@@ -185,6 +185,8 @@ class _Builder:
         refuse a second feed of the same input."""
         taken = self.taken[di]
         dname = self.nodes[di].name
+        if key is not None and port == "headers":
+            key = key.lower()  # header names are case-insensitive
         clash = None
         if port is None:
             for entries in taken.values():

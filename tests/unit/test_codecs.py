@@ -184,3 +184,15 @@ def test_too_deep_json_is_a_codec_error():
     deep = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(CodecError, match="nested too deeply"):
         decode_body(deep, "application/json")
+
+
+def test_repeated_content_type_in_a_header_map_uses_the_first():
+    from mitmdatakit.codecs import header_lookup
+
+    assert header_lookup({"Content-Type": ["application/x-www-form-urlencoded", "text/plain"]}, "content-type") == "application/x-www-form-urlencoded"
+    from mitmdatakit.codecs import write_message
+    from mitmproxy.test import tutils
+
+    req = tutils.treq(content=b"")
+    write_message(req, {"content-type": ["application/x-www-form-urlencoded", "x/y"]}, {"a": "1"}, set_body=True)
+    assert req.content == b"a=1"

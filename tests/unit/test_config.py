@@ -168,6 +168,9 @@ BAD = [
     (wf(dict(J, name="A", output="service_request.headers"), dict(J, name="B", output="service_request.headers.x")), ["conflicts"]),
     (wf({"name": "E", "type": "exit", "input": "J"}, dict(J, input="request.body", output="E")), ["conflicts"]),
     (wf(dict(CALL, inputs={"headers": "request"})), ["type mismatch: object -> map"]),
+    (wf(dict(J, name="A", output="service_request.headers.X-A"), dict(J, name="B", output="service_request.headers.x-a")),
+     ['conflicts with existing connection ("A" -> "service_request")']),
+    (wf(dict(J, name="A", output="service_request.query.Q"), dict(J, name="B", output="service_request.query.q")), []),
     (wf({"name": "E", "type": "exit", "input": "X"}, {"name": "X", "type": "xml_to_json"}), []),  # any -> object is fine
     (wf(dict(CALL, inputs={"url": "request.port"})), ["type mismatch: number -> string"]),
     (wf({"name": "S", "type": "static", "values": {"headers": "oops"}}, dict(CALL, input="S")), ["static value for 'headers' is not a map"]),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import ConfigError, NodeError
 
 if TYPE_CHECKING:
-    from ..runtime import RunContext
+    from ..runtime import FlowRun as RunContext
 
 __all__ = [
     "ConfigError",
