@@ -86,7 +86,7 @@ class Engine:
     def select(self, flow: http.HTTPFlow) -> Workflow | None:
         facts = RequestFacts(flow)  # read once, tested against every workflow
         for wf in self.workflows:
-            if wf.enabled and wf.match.test(facts):
+            if wf.applies_to(flow, facts):
                 return wf
         return None
 
@@ -117,7 +117,7 @@ class Engine:
 
     async def response(self, flow: http.HTTPFlow) -> None:
         run = self.runs.get(flow.id)
-        if run is None or getattr(run, "finished", False):
+        if run is None or run.finished:
             return
         try:
             if run.plan.needs_response_phase:
@@ -204,7 +204,7 @@ class Engine:
         run.finished = True
         self.runs.pop(run.flow.id, None)
         self._attach(run)
-        if run.trace is not None and getattr(run, "trace_to_client", False) and run.flow.response is not None:
+        if run.trace is not None and run.trace_to_client and run.flow.response is not None:
             report = run.report()
             response = run.flow.response
             response.headers.pop("content-encoding", None)

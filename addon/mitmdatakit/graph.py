@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
@@ -64,7 +64,6 @@ class Plan:
     order: list[int]  # a topological order
     by_name: dict[str, int]
     needs_response_phase: bool = False
-    used_outputs: list[frozenset[str]] = field(default_factory=list)
 
     def index(self, name: str) -> int | None:
         return self.by_name.get(name)
@@ -316,7 +315,6 @@ def build_plan(specs: Sequence[NodeSpec], raw_nodes: Sequence[Mapping[str, Any]]
         order=order,
         by_name=dict(b.by_name),
         needs_response_phase=any(p is Phase.RESPONSE for p in phase),
-        used_outputs=[frozenset(u) for u in b.used],
     )
 
 

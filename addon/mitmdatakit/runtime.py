@@ -123,6 +123,8 @@ class FlowRun:
         self.trace: Trace | None = Trace(workflow.redactor) if tracing else None
         self.failure: WorkflowFailed | None = None
         self.debug = tracing  # debug error bodies (the workflow's `debug` or the addon option)
+        self.trace_to_client = False  # the trace report replaces the response body
+        self.finished = False  # the response went out
         # flow-level effects, applied by the addon
         self.exit_response: ExitResponse | None = None
         self.response_patch: dict[str, Any] = {}

@@ -86,11 +86,6 @@ class Ports:
             return self.named[port]
         return PortType.ANY if self.dynamic else None
 
-    @property
-    def is_object(self) -> bool:
-        """A node-wise connection to these ports is an object of `named`."""
-        return self.self_type is None
-
 
 @dataclass(frozen=True)
 class NodeSpec:
