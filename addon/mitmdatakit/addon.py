@@ -14,6 +14,7 @@ from mitmproxy import ctx, http
 from .config import load_path, workflow_files
 from .engine import Engine
 from .errors import ConfigError
+from .hosts import ClientHost
 from .runtime import Services
 from .workflow import Workflow
 
@@ -39,6 +40,7 @@ class Datakit:
         self._watched: dict[str, float] = {}
         self._watcher: asyncio.Task | None = None
         self._config_path: str | None = None
+        self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
 
     # -- options and loading -----------------------------------------------
 
@@ -56,6 +58,7 @@ class Datakit:
         if not self._is_running and self.certs_dir and ctx.options.confdir == MITMPROXY_DEFAULT_CONFDIR:
             # keep the CA with the project (certs/), unless the user chose a confdir
             ctx.options.update(confdir=self.certs_dir)
+        self.client_host.configure(ctx.options, updated)
         if "datakit_config" in updated:
             self._config_path = ctx.options.datakit_config
             self.reload(initial=not self._is_running)
@@ -146,6 +149,12 @@ class Datakit:
         return self.engine.workflows
 
     # -- flows: the engine does the work -----------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self.client_host.requestheaders(flow)
+
+    def server_connect(self, data) -> None:
+        self.client_host.server_connect(data)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         await self.engine.request(flow)

@@ -139,9 +139,23 @@ def _scalar_text(item: Any) -> str | None:
 # -- query strings ---------------------------------------------------------
 
 
+def _unquote(text: str) -> str:
+    # escapes that are not UTF-8 (`%FF`) become lone surrogates (U+DCFF), as
+    # in `bytes_to_text`; `_quote` turns them back into the same bytes
+    return unquote_plus(text, errors="surrogateescape")
+
+
+def _quote(text: str) -> str:
+    try:
+        return quote(text, safe="", errors="surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no byte decodes to (U+D800, ...)
+        raise CodecError(f"query text {text!r} contains a lone surrogate that is not an undecodable byte") from None
+
+
 def decode_query(raw: str) -> QueryMap:
     """A raw query string → map; a key without `=` maps to None, repeated
-    keys to a list (in order)."""
+    keys to a list (in order). `+` is a space; a value that is not UTF-8
+    keeps its bytes as lone surrogates (`%FF` → "\udcff" → `%FF`)."""
     out: QueryMap = {}
     if not raw:
         return out
@@ -150,9 +164,9 @@ def decode_query(raw: str) -> QueryMap:
             continue
         if "=" in part:
             k, v = part.split("=", 1)
-            key, val = unquote_plus(k), unquote_plus(v)
+            key, val = _unquote(k), _unquote(v)
         else:
-            key, val = unquote_plus(part), None
+            key, val = _unquote(part), None
         if key in out:
             prev = out[key]
             if isinstance(prev, list):
@@ -164,6 +178,11 @@ def decode_query(raw: str) -> QueryMap:
     return out
 
 
+def query_keys(raw: str) -> list[tuple[str, str]]:
+    """A raw query string → (decoded key, raw part) pairs, parts untouched."""
+    return [(_unquote(part.partition("=")[0]), part) for part in raw.split("&") if part]
+
+
 def encode_query(value: Mapping[str, Any]) -> str:
     """A query map → query string (without `?`). `null` encodes the bare key,
     lists repeat the key."""
@@ -171,7 +190,7 @@ def encode_query(value: Mapping[str, Any]) -> str:
         raise CodecError(f"query must be a map, got {json_type(value)}")
     parts = []
     for key, item in value.items():
-        qkey = quote(str(key), safe="")
+        qkey = _quote(str(key))
         for element in item if isinstance(item, list) else [item]:
             if element is None:
                 parts.append(qkey)
@@ -179,7 +198,7 @@ def encode_query(value: Mapping[str, Any]) -> str:
             text = _scalar_text(element)
             if text is None:  # nested structures travel as JSON text
                 text = _JSON_COMPACT(element)
-            parts.append(f"{qkey}={quote(text, safe='')}")
+            parts.append(f"{qkey}={_quote(text)}")
     return "&".join(parts)
 
 
@@ -317,39 +336,81 @@ def message_query(message: Any) -> str:
     return path.split("?", 1)[1] if "?" in path else ""
 
 
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# RFC 3986 reserved characters, plus `%`: their escapes change a URI's
+# meaning when decoded, so Kong keeps them escaped (hex uppercased). Every
+# other escape is decoded -- unreserved characters as RFC 3986 6.2.2.2 says,
+# and, as Kong's router does, the "other" bytes too (`%20`, UTF-8 sequences).
+_KEEP_ESCAPED = frozenset(b"!*'();:@&=+$,/?%#[]")
+_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+def _decode_escape(m: re.Match[bytes]) -> bytes:
+    byte = int(m.group(1), 16)
+    return m.group(0).upper() if byte in _KEEP_ESCAPED else bytes((byte,))
 
 
 def normalize_path(raw: str) -> str:
-    """The path as Kong normalizes it: percent-encoded unreserved characters
-    decoded, `.` and `..` segments resolved, repeated slashes merged."""
-    out = []
-    i = 0
-    while i < len(raw):
-        ch = raw[i]
-        if ch == "%" and _is_hex(raw[i + 1 : i + 3]):
-            decoded = chr(int(raw[i + 1 : i + 3], 16))
-            out.append(decoded if decoded in _UNRESERVED else raw[i : i + 3].upper())
-            i += 3
-            continue
-        out.append(ch)
-        i += 1
-    path = "".join(out)
+    """The path as Kong's router and `kong.request.get_path()` see it.
+
+    Escapes of characters other than reserved ones are decoded (bytes that
+    are not UTF-8 become lone surrogates, as in mitmproxy's `request.path`),
+    the others' hex digits uppercased; invalid escapes (`%zz`) stay as sent.
+    Then dot-segments are removed (RFC 3986 5.2.4; `..` above the root
+    stays at the root) and repeated slashes merged. One pass: `%252e` stays
+    `%252e`, it never becomes `.`.
+    """
+    path = raw
+    if "%" in path:
+        data = _ESCAPE.sub(_decode_escape, path.encode("utf-8", "surrogateescape"))
+        path = data.decode("utf-8", "surrogateescape")
+    if "." not in path and "//" not in path:
+        return path
+    return _remove_dot_segments(path)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 with empty segments dropped (`//` merged)."""
+    if not path.startswith("/"):  # not an origin-form target (`*`, ...): rare
+        return _remove_dot_segments_stepwise(path)
     segments: list[str] = []
     parts = path.split("/")
-    for seg in parts:
-        if seg in ("", "."):
-            continue
+    last = len(parts) - 1
+    trailing_slash = False
+    for i, seg in enumerate(parts[1:], 1):
         if seg == "..":
             if segments:
                 segments.pop()
+        elif seg not in ("", "."):
+            segments.append(seg)
             continue
-        segments.append(seg)
-    result = "/" + "/".join(segments)
-    if len(parts) > 1 and parts[-1] in ("", ".", "..") and segments:
-        result += "/"
-    return result
+        trailing_slash = i == last  # `/a/`, `/a/.` and `/a/b/..` end with a slash
+    if not segments:
+        return "/"
+    return "/" + "/".join(segments) + ("/" if trailing_slash else "")
 
 
-def _is_hex(text: str) -> bool:
-    return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
+def _remove_dot_segments_stepwise(path: str) -> str:
+    """RFC 3986 5.2.4 step by step, `//` merged: any path, slow."""
+    out: list[str] = []
+    rest = path
+    while rest:
+        if rest.startswith("../"):
+            rest = rest[3:]
+        elif rest.startswith("./"):
+            rest = rest[2:]
+        elif rest.startswith("/./") or rest == "/.":
+            rest = "/" + rest[3:]
+        elif rest.startswith("/../") or rest == "/..":
+            rest = "/" + rest[4:]
+            if out:
+                out.pop()
+        elif rest in (".", ".."):
+            rest = ""
+        elif rest.startswith("//"):
+            rest = rest[1:]
+        else:
+            end = rest.find("/", 1)
+            end = len(rest) if end < 0 else end
+            out.append(rest[:end])
+            rest = rest[end:]
+    return "".join(out)

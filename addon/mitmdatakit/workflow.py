@@ -7,8 +7,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .codecs import normalize_path
 from .errors import ConfigError
 from .graph import Plan
+from .hosts import normalize_host, request_host
 from .nodes.base import WorkflowInfo
 from .trace import Redactor
 
@@ -23,7 +25,11 @@ def _as_list(value: Any) -> list[str]:
 
 
 class RequestFacts:
-    """What `match` blocks test, read from a flow's request at most once.
+    """What `match` blocks test, read from a flow's request at most once:
+    the method, the host (`hosts.request_host`: lowercase, no port, no
+    trailing dot; the client's Host in reverse mode) and the path as Kong's
+    router normalizes it (`codecs.normalize_path`, the `request` node's
+    `path` output too).
 
     Selecting a workflow tests the workflows in order; with many loaded,
     decoding the method, host and path again for each one was most of the
@@ -47,13 +53,13 @@ class RequestFacts:
     @property
     def host(self) -> str:
         if self._host is None:
-            self._host = self.flow.request.pretty_host.lower()
+            self._host = request_host(self.flow)
         return self._host
 
     @property
     def path(self) -> str:
         if self._path is None:
-            self._path = self.flow.request.path.split("?", 1)[0]
+            self._path = normalize_path(self.flow.request.path.partition("?")[0] or "/")
         return self._path
 
 
@@ -86,7 +92,7 @@ class Match:
         m._methods = frozenset(m.methods)
         exact = set()
         for host in m.hosts:
-            pattern = host.lower()
+            pattern = normalize_host(host)  # as the request host is: a port in a rule is ignored
             wildcard = _host_wildcard(pattern)
             if wildcard is None:
                 exact.add(pattern)
@@ -100,8 +106,8 @@ class Match:
                     m._regexes.append(re.compile(path[1:]))
                 except re.error as e:
                     raise ConfigError(f"invalid path regex {path!r}: {e}", file=source, field="match.paths") from None
-            else:
-                prefixes.append(path)
+            else:  # Kong normalizes plain paths as it does requests' paths
+                prefixes.append(normalize_path(path))
         m._prefixes = tuple(prefixes)
         if m.filter:
             from mitmproxy import flowfilter

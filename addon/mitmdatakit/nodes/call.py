@@ -16,12 +16,12 @@ from ..codecs import (
     bytes_to_text,
     decode_body,
     decode_headers,
-    decode_query,
     encode_body,
     encode_headers,
     encode_query,
     header_lookup,
     json_type,
+    query_keys,
 )
 from ..errors import NodeError
 from .base import Node, Ports, PortType, register
@@ -151,13 +151,15 @@ class CallNode(Node):
 
 
 def _with_query(url: str, query: Any) -> str:
-    """The URL with the `query` input's keys set (keys already in the URL and
-    not in the input are kept)."""
+    """The URL with the `query` input's keys set. The URL's other parameters
+    are kept as written (`q=a+b` stays `q=a+b`, not `q=a%20b`); the input's
+    keys replace the URL's parameters of the same name and follow them."""
     if not isinstance(query, dict):
         raise NodeError(f"query must be a map, got {json_type(query)}")
     parts = urlsplit(url)
-    merged = {**decode_query(parts.query), **query}
-    return urlunsplit(parts._replace(query=encode_query(merged)))
+    kept = [raw for key, raw in query_keys(parts.query) if key not in query]
+    added = encode_query(query)
+    return urlunsplit(parts._replace(query="&".join([*kept, added] if added else kept)))
 
 
 def _safe(url: str) -> str:
