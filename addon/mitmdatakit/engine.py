@@ -90,6 +90,24 @@ class Engine:
                 return wf
         return None
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """mitmproxy chose to stream this request (stream_large_bodies): keep
+        its body buffered if the workflow that applies reads or writes it,
+        else the workflow would run after the body went upstream unseen.
+        The body's size is then bounded by datakit_body_size_limit when read."""
+        if flow.request.stream and flow.response is None:
+            wf = self.select(flow)
+            if wf is not None and "request" in wf.plan.buffered_bodies:
+                flow.request.stream = False
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """As `requestheaders`, for the upstream's response."""
+        response = flow.response
+        if response is not None and response.stream:
+            run = self.runs.get(flow.id)
+            if run is not None and not run.finished and "response" in run.plan.buffered_bodies:
+                response.stream = False
+
     async def request(self, flow: http.HTTPFlow) -> FlowRun | None:
         """Run the pre-proxy phase; returns the flow's run (None: no workflow)."""
         if flow.response is not None or flow.id in self.runs:
