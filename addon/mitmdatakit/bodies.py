@@ -29,7 +29,10 @@ DEFAULT_LIMIT_TEXT = "10m"
 def parse_limit(text: str) -> int:
     """A size in mitmproxy's syntax (`10m`, `512k`, `1g`, bytes) → bytes.
     Raises ValueError for anything else, zero or negative sizes included."""
-    size = human.parse_size(text.strip() if isinstance(text, str) else text)
+    try:
+        size = human.parse_size(text.strip() if isinstance(text, str) else text)
+    except ValueError:
+        size = None
     if size is None or size <= 0:
         raise ValueError(f"{OPTION} must be a positive size such as 10m or 512k, got {text!r}")
     return size
