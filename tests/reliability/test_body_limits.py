@@ -320,7 +320,7 @@ def streaming(tmp_path_factory, mitm_confdir) -> Iterator[tuple[Mitmdump, MockSe
     mock = MockServer().start()
     endless = EndlessServer()
     mock.route("GET", "/stream/resp", Reply(json={"items": ["z" * 100] * 100}))
-    mock.route("GET", "/stream/resp-none", Reply(body=b"r" * 10_000))
+    mock.route("GET", "/stream/plain", Reply(body=b"r" * 10_000))
     docs = {
         "endless": at("/call/endless", {"name": "CALL", "type": "call", "timeout": 30000,
                                         "url": f"http://127.0.0.1:{endless.port}/forever"},
@@ -333,7 +333,7 @@ def streaming(tmp_path_factory, mitm_confdir) -> Iterator[tuple[Mitmdump, MockSe
                                                 "jq": "{count: (.items | length)}", "output": "response.body"}),
         "no-body": at("/stream/none", {"name": "J", "type": "jq", "input": "request.headers",
                                        "jq": '{"x-seen": "1"}', "output": "service_request.headers"}),
-        "no-body-resp": at("/stream/resp-none", {"name": "J", "type": "jq", "input": "service_response.status",
+        "no-body-resp": at("/stream/plain", {"name": "J", "type": "jq", "input": "service_response.status",
                                                  "jq": '{"x-status": tostring}', "output": "response.headers"}),
     }
     cfg = write_workflows(tmp_path_factory.mktemp("body-streaming"), docs)
@@ -422,7 +422,7 @@ def test_workflows_that_touch_no_body_leave_streaming_on(streaming, sclient):
     assert seen.body == body  # (x-seen is not there: header writes on a streamed request come too late)
     assert _streamed(mitm, offset, "request"), mitm.log_text()[offset:]
     offset = mitm.log_offset()
-    r = sclient.get(f"{mock.url}/stream/resp-none")
+    r = sclient.get(f"{mock.url}/stream/plain")
     assert r.status_code == 200 and r.content == b"r" * 10_000
     assert _streamed(mitm, offset, "response"), mitm.log_text()[offset:]
 
