@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, http
 
+from . import bodies
 from .config import load_path, workflow_files
 from .engine import Engine
 from .errors import ConfigError
@@ -53,12 +54,22 @@ class Datakit:
             "datakit_debug", bool, False,
             "Enable Datakit tracing for every workflow, as if each had `debug: true`.",
         )
+        loader.add_option(
+            bodies.OPTION, str, bodies.DEFAULT_LIMIT_TEXT,
+            "Largest body Datakit reads (request, service response, call responses), counted after "
+            "decompression, in mitmproxy's size syntax (10m, 512k). A larger body fails the node that reads it.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if not self._is_running and self.certs_dir and ctx.options.confdir == MITMPROXY_DEFAULT_CONFDIR:
             # keep the CA with the project (certs/), unless the user chose a confdir
             ctx.options.update(confdir=self.certs_dir)
         self.client_host.configure(ctx.options, updated)
+        if bodies.OPTION in updated:
+            try:
+                self.engine.services.body_size_limit = bodies.parse_limit(getattr(ctx.options, bodies.OPTION))
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from None
         if "datakit_config" in updated:
             self._config_path = ctx.options.datakit_config
             self.reload(initial=not self._is_running)
@@ -151,10 +162,14 @@ class Datakit:
     # -- flows: the engine does the work -----------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        self.client_host.requestheaders(flow)
+        self.client_host.requestheaders(flow)  # first: selecting a workflow needs the client's Host
+        self.engine.requestheaders(flow)
 
     def server_connect(self, data) -> None:
         self.client_host.server_connect(data)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self.engine.responseheaders(flow)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         await self.engine.request(flow)

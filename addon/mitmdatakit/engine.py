@@ -90,6 +90,37 @@ class Engine:
                 return wf
         return None
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """mitmproxy streams this request (stream_large_bodies, a declared
+        size over it). A workflow that reads or writes the request body
+        cannot run on it: it would run after the body went upstream, and
+        mitmproxy 12 offers an addon no way to buffer it after all (it
+        decides again while the body arrives). Fail closed: the flow is
+        killed before anything goes upstream, and the log says why."""
+        if flow.request.stream and flow.response is None:
+            wf = self.select(flow)
+            if wf is not None and "request" in wf.plan.buffered_bodies:
+                self._refuse_streamed(flow, wf, "request")
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """As `requestheaders`, for the upstream's response: killed before
+        any of it reaches the client."""
+        response = flow.response
+        if response is not None and response.stream:
+            run = self.runs.get(flow.id)
+            if run is not None and not run.finished and "response" in run.plan.buffered_bodies:
+                self.runs.pop(flow.id, None)
+                self._refuse_streamed(flow, run.workflow, "response")
+
+    def _refuse_streamed(self, flow: http.HTTPFlow, wf: Workflow, which: str) -> None:
+        logger.error(
+            "Datakit: workflow %s reads or writes the %s body, but mitmproxy streams it (stream_large_bodies=%s); "
+            "the flow is killed. Raise stream_large_bodies above the bodies this workflow handles. [%s %s, request_id %s]",
+            wf.name, which, self.services.option("stream_large_bodies"),
+            flow.request.method, flow.request.pretty_url, flow.id,
+        )
+        flow.kill()
+
     async def request(self, flow: http.HTTPFlow) -> FlowRun | None:
         """Run the pre-proxy phase; returns the flow's run (None: no workflow)."""
         if flow.response is not None or flow.id in self.runs:

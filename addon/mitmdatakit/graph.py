@@ -64,6 +64,9 @@ class Plan:
     order: list[int]  # a topological order
     by_name: dict[str, int]
     needs_response_phase: bool = False
+    # the flow bodies ("request", "response") some node reads or writes:
+    # mitmproxy must buffer them even when stream_large_bodies applies
+    buffered_bodies: frozenset[str] = frozenset()
 
     def index(self, name: str) -> int | None:
         return self.by_name.get(name)
@@ -315,6 +318,7 @@ def build_plan(specs: Sequence[NodeSpec], raw_nodes: Sequence[Mapping[str, Any]]
         order=order,
         by_name=dict(b.by_name),
         needs_response_phase=any(p is Phase.RESPONSE for p in phase),
+        buffered_bodies=frozenset().union(*(node.buffered_bodies() for node in nodes)),
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .bodies import DEFAULT_LIMIT
 from .codecs import json_type
 from .errors import NodeError
 from .nodes.base import SELF, Phase, PortType, Skip
@@ -48,6 +49,9 @@ class Services:
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self.option = option or _default_option
         self.node_id = str(uuid.uuid4())
+        # bytes, after decompression, of any body Datakit reads (the addon
+        # sets it from datakit_body_size_limit; offline runs keep the default)
+        self.body_size_limit: int = DEFAULT_LIMIT
 
     def http(self) -> aiohttp.ClientSession:
         """The shared client session (one per event loop; pooled keep-alive

@@ -88,7 +88,8 @@ def env(tmp_path_factory, mitm_confdir) -> Iterator[tuple[Mitmdump, MockServer]]
     deep = "[" * DEEP + "]" * DEEP
     mock.route("GET", "/deep/resp", Reply(body=deep, headers={"Content-Type": "application/json"}))
     cfg = write_workflows(tmp_path_factory.mktemp("bad-input"), workflows(mock, free_port()))
-    mitm = Mitmdump(cfg, script=SCRIPTS, confdir=mitm_confdir, quiet=True, env={SECRET_ENV: SECRET}, start=False)
+    mitm = Mitmdump(cfg, script=SCRIPTS, confdir=mitm_confdir, quiet=True, options={"datakit_body_size_limit": "32m"},  # its 20 MB bodies are over the 10m default
+                    env={SECRET_ENV: SECRET}, start=False)
     try:
         mitm.start()
         yield mitm, mock

@@ -175,6 +175,12 @@ class Node:
     def bind(self, used_outputs: frozenset[str]) -> None:
         """Told once after planning which output ports are connected."""
 
+    def buffered_bodies(self) -> frozenset[str]:
+        """Which flow bodies this node reads or writes ("request",
+        "response"): mitmproxy must buffer them, not stream them. Asked
+        once, after `connected` and `bind`."""
+        return frozenset()
+
     # -- execution ---------------------------------------------------------
 
     def run(self, inputs: dict[str, Any], ctx: RunContext) -> Outputs | Awaitable[Outputs]:

@@ -10,6 +10,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from ..bodies import BodyTooLarge
 from ..codecs import (
     TRANSFER_HEADERS,
     BodyDecodeError,
@@ -133,7 +134,7 @@ class CallNode(Node):
                 allow_redirects=False,
                 **kwargs,
             ) as resp:
-                content = await resp.read()
+                content = await _read_bounded(resp, ctx.services.body_size_limit, f"the response of {_safe(url)}")
                 status = resp.status
                 resp_headers = decode_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
         except asyncio.TimeoutError:
@@ -148,6 +149,21 @@ class CallNode(Node):
         except BodyDecodeError as e:
             raise NodeError(f"call to {_safe(url)}: {e}") from None
         return {"status": status, "headers": resp_headers, "body": body, "raw_body": bytes_to_text(content)}
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The (decompressed) response body, read chunk by chunk and abandoned
+    at limit + 1 bytes: an endless or inflating body fails fast and small."""
+    if resp.content_length is not None and resp.content_length > limit and not resp.headers.get("content-encoding"):
+        raise BodyTooLarge(what, limit)
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            raise BodyTooLarge(what, limit)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _with_query(url: str, query: Any) -> str:

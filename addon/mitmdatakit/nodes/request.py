@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..bodies import read_body
 from ..codecs import decode_body, decode_headers, decode_query, normalize_path
 from .base import Node, Ports, PortType, register
 
@@ -45,6 +46,9 @@ class RequestNode(Node):
         # decode only what the workflow reads (bodies can be large)
         self.used = frozenset(p for p in used_outputs if p in PORTS) or frozenset(PORTS)
 
+    def buffered_bodies(self) -> frozenset[str]:
+        return frozenset({"request"}) if "body" in self.used else frozenset()
+
     def run(self, inputs, ctx) -> dict[str, Any]:
         req = ctx.flow.request
         out: dict[str, Any] = {}
@@ -52,7 +56,8 @@ class RequestNode(Node):
         full_path = req.path
         raw_path, _, raw_query = full_path.partition("?")
         if "body" in used:
-            out["body"] = decode_body(req.get_content(strict=False), req.headers.get("content-type"))
+            content = read_body(req, ctx.services.body_size_limit, "the request body")
+            out["body"] = decode_body(content, req.headers.get("content-type"))
         if "headers" in used:
             out["headers"] = decode_headers(req.headers.items(multi=True))
         if "query" in used:

@@ -13,6 +13,15 @@ class ResponseNode(Node):
     implicit = True
     partial_inputs = True
 
+    writes_body = True
+
+    def connected(self, inputs: frozenset[str]) -> None:
+        # "*": a node-wise input, which may carry a body
+        self.writes_body = bool(inputs & {"body", "*"})
+
+    def buffered_bodies(self) -> frozenset[str]:
+        return frozenset({"response"}) if self.writes_body else frozenset()
+
     def input_ports(self) -> Ports:
         return Ports(named={"body": PortType.ANY, "headers": PortType.MAP})
 
