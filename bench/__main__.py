@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import nodes, proxy
+from . import guard_reload, nodes, proxy
 from .http_client import http_clients
 from .procs import REPO, workdir
 
@@ -36,6 +36,7 @@ BENCHES = {
     "http_client": lambda s, wd: http_clients(s, wd),
     "guard_match": lambda s, wd: __import__("bench.guard_match", fromlist=["run"]).run(s, wd),
     "guard_body": lambda s, wd: __import__("bench.guard_body", fromlist=["run"]).run(s, wd),
+    "guard_reload": lambda s, wd: guard_reload.run(s, wd),
 }
 ALIASES = {"1": "overhead", "2": "handwritten", "3": "fanout", "4": "concurrency", "5": "memory", "6": "nodes"}
 

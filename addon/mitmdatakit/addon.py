@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
 from . import bodies
-from .config import load_path, workflow_files
 from .engine import Engine
-from .errors import ConfigError
 from .hosts import ClientHost
+from .reloading import POLL_INTERVAL, ChangeDetector, Outcome, Snapshot, load_outcome, snapshot
 from .runtime import Services
 from .workflow import Workflow
 
 logger = logging.getLogger("mitmdatakit")
 
-RELOAD_INTERVAL = 1.0
+RELOAD_INTERVAL = POLL_INTERVAL
 MITMPROXY_DEFAULT_CONFDIR = "~/.mitmproxy"
 
 
@@ -38,10 +37,15 @@ class Datakit:
         self.certs_dir = certs_dir
         self.engine = Engine(Services(option=self._option), debug=lambda: bool(ctx.options.datakit_debug))
         self._is_running = False
-        self._watched: dict[str, float] = {}
         self._watcher: asyncio.Task | None = None
         self._config_path: str | None = None
         self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
+        self._changes = ChangeDetector()
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task] = set()
+        # one thread of its own: a slow load never takes a thread from
+        # mitmproxy's default executor (DNS lookups run there)
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datakit-reload")
 
     # -- options and loading -----------------------------------------------
 
@@ -72,7 +76,12 @@ class Datakit:
                 raise exceptions.OptionsError(str(e)) from None
         if "datakit_config" in updated:
             self._config_path = ctx.options.datakit_config
-            self.reload(initial=not self._is_running)
+            if self._is_running:
+                self._spawn(self._reload_now())
+            else:
+                # at startup mitmproxy serves only after configure: load now,
+                # so that the first flow already sees the workflows
+                self.reload(initial=True)
 
     def running(self) -> None:
         self._is_running = True
@@ -82,57 +91,70 @@ class Datakit:
     async def done(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        for task in list(self._background):
+            task.cancel()
+        self._loader.shutdown(wait=False, cancel_futures=True)
         await self.engine.aclose()
         await self._close(self.workflows)
         await self.engine.services.aclose()
 
+    def _path(self) -> str:
+        return self._config_path or self.default_config
+
     def reload(self, initial: bool = False) -> bool:
-        """Load the configured workflows; keep the old ones if that fails."""
-        path = self._config_path or self.default_config
-        try:
-            workflows = load_path(path)
-        except ConfigError as e:
+        """Load the configured workflows now, in this thread; keep the old
+        ones if that fails. (At run time the addon loads off the loop.)"""
+        path = self._path()
+        seen = snapshot(path)
+        outcome = load_outcome(path)
+        self._changes.loaded_from(seen)
+        return self._apply(path, outcome, initial)
+
+    async def _reload_now(self) -> None:
+        """The option changed at run time: load the new path at once."""
+        async with self._reload_lock:
+            path = self._path()
+            seen = await self._off_loop(snapshot, path)
+            await self._reload_off_loop(path, seen)
+
+    async def _reload_off_loop(self, path: str, seen: Snapshot) -> bool:
+        outcome = await self._off_loop(load_outcome, path)
+        self._changes.loaded_from(seen)
+        return self._apply(path, outcome, initial=False)
+
+    async def _off_loop(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._loader, fn, *args)
+
+    def _apply(self, path: str, outcome: Outcome, initial: bool) -> bool:
+        """Swap in the loaded workflows (on the event loop), or log why not."""
+        for entry in outcome.skipped:
+            logger.warning("Datakit: skipped %s in %s: %s", entry.name, path, entry.reason)
+        if outcome.workflows is None:
             if initial:
-                logger.error("Datakit: invalid workflow configuration: %s", e)
+                logger.error("Datakit: invalid workflow configuration: %s", outcome.error)
             else:
-                logger.error("Datakit: reload failed, still serving the previous workflows: %s", e)
-            self._snapshot(path)
+                logger.error("Datakit: reload failed, still serving the previous workflows: %s", outcome.error)
+            if outcome.traceback:
+                logger.error("Datakit: %s", outcome.traceback.rstrip())
             return False
+        workflows = outcome.workflows
         old, self.engine.workflows = self.engine.workflows, workflows
-        self._snapshot(path)
         names = ", ".join(f"{w.name} ({len([n for n in w.plan.nodes if n.index >= 0])} nodes)" for w in workflows) or "none"
-        logger.info("Datakit: loaded %d workflow(s) from %s: %s", len(workflows), path, names)
+        logger.info("Datakit: loaded %d workflow(s) from %s in %.2f s: %s", len(workflows), path, outcome.seconds, names)
         if old:
             self._spawn(self._close(old))
         return True
-
-    def _snapshot(self, path: str) -> None:
-        """Remember the mtimes of what `path` names, to notice edits."""
-        self._watched = {}
-        self._watched[path] = _mtime(path)
-        try:
-            for f in workflow_files(path):
-                self._watched[str(f)] = _mtime(f)
-        except ConfigError:
-            pass
-
-    def _changed(self) -> bool:
-        path = self._config_path or self.default_config
-        current = {path: _mtime(path)}
-        try:
-            for f in workflow_files(path):
-                current[str(f)] = _mtime(f)
-        except ConfigError:
-            pass
-        return current != self._watched
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
             try:
-                if self._changed():
-                    logger.info("Datakit: workflow files changed, reloading")
-                    self.reload()
+                async with self._reload_lock:
+                    path = self._path()
+                    current = await self._off_loop(snapshot, path)
+                    if self._changes.should_load(current):
+                        logger.info("Datakit: workflow files changed, reloading")
+                        await self._reload_off_loop(path, current)
             except Exception:  # noqa: BLE001 - the watcher must survive anything
                 logger.exception("Datakit: watching the workflow files failed")
 
@@ -145,9 +167,12 @@ class Datakit:
 
     def _spawn(self, coro) -> None:
         try:
-            asyncio.get_running_loop().create_task(coro)
+            task = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:
             coro.close()
+            return
+        self._background.add(task)  # a task nobody references may be collected
+        task.add_done_callback(self._background.discard)
 
     def _option(self, name: str) -> Any:
         try:
@@ -179,13 +204,6 @@ class Datakit:
 
     async def error(self, flow: http.HTTPFlow) -> None:
         await self.engine.error(flow)
-
-
-def _mtime(path: str | os.PathLike[str]) -> float:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return -1.0
 
 
 __all__ = ["Datakit"]

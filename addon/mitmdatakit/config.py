@@ -6,17 +6,18 @@ order, or raises a ConfigError that names the file, node and field.
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from .errors import ConfigError
 from .graph import IMPLICIT_NAMES, build_plan
+from .parsing import parse_text, shorten
 from .nodes.base import Node, NodeSpec, WorkflowInfo, node_types
 from .resources import resource_types
 from .resources.vault import parse_vault_entities
@@ -28,32 +29,56 @@ SUFFIXES = (".yaml", ".yml", ".json")
 CONNECTION_KEYS = ("input", "inputs", "output", "outputs")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML without silent duplicate keys (a duplicate is a mistake)."""
+@dataclass(frozen=True)
+class Skipped:
+    """A directory entry with a workflow suffix that is not loaded, and why."""
+
+    name: str
+    reason: str
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    mapping = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        mapping[key] = loader.construct_object(value_node, deep=deep)
-    return mapping
+def workflow_entries(path: str | os.PathLike[str]) -> tuple[list[Path], list[Skipped]]:
+    """The files a `datakit_config` value names (the file, or a directory's
+    *.yaml, *.yml and *.json in name order), and the directory entries with
+    those suffixes that are skipped: dangling symlinks, directories, FIFOs,
+    sockets and devices (reading a FIFO would block forever)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        files, skipped = [], []
+        for f in sorted((f for f in p.iterdir() if f.suffix.lower() in SUFFIXES), key=lambda f: f.name):
+            reason = _not_a_file(f)
+            if reason is None:
+                files.append(f)
+            else:
+                skipped.append(Skipped(f.name, reason))
+        return files, skipped
+    reason = _not_a_file(p)
+    if reason is None:
+        return [p], []
+    if reason == "no such file or directory":
+        raise ConfigError(f"no such file or directory: {str(p)!r}", file=str(p))
+    raise ConfigError(f"cannot load {str(p)!r}: {reason}", file=str(p))
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _not_a_file(p: Path) -> str | None:
+    """Why `p` is not a regular file to load, or None if it is one."""
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        return "dangling symbolic link" if p.is_symlink() else "no such file or directory"
+    except OSError as e:
+        return f"cannot stat: {e.strerror or e}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe), not a regular file"
+    return "not a regular file"
 
 
 def workflow_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The files a `datakit_config` value names: the file, or a directory's
-    *.yaml, *.yml and *.json in name order."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        return sorted((f for f in p.iterdir() if f.suffix.lower() in SUFFIXES and f.is_file()), key=lambda f: f.name)
-    if p.is_file():
-        return [p]
-    raise ConfigError(f"no such file or directory: {str(p)!r}", file=str(p))
+    return workflow_entries(path)[0]
 
 
 def load_path(path: str | os.PathLike[str]) -> list[Workflow]:
@@ -64,22 +89,21 @@ def load_file(path: str | os.PathLike[str]) -> Workflow:
     p = Path(path)
     source = str(p)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = _read_regular_file(p)
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read workflow file: {e}", file=source) from None
     return load_text(text, source=source, default_name=p.stem, is_json=p.suffix.lower() == ".json")
 
 
-def parse_text(text: str, source: str, is_json: bool = False) -> Any:
-    try:
-        if is_json:
-            return json.loads(text)
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except (ValueError, TypeError, yaml.YAMLError) as e:  # TypeError: unhashable YAML keys
-        kind = "JSON" if is_json else "YAML"
-        raise ConfigError(f"invalid {kind}: {e}", file=source) from None
-    except RecursionError:
-        raise ConfigError("document nested too deeply", file=source) from None
+def _read_regular_file(p: Path) -> str:
+    # O_NONBLOCK: a file swapped for a FIFO since it was listed must not
+    # block the loader; an unreadable file fails the load (it is not skipped:
+    # skipping a guard workflow would switch the guard off)
+    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{str(p)!r} is not a regular file")
+        return f.read().decode("utf-8")
 
 
 def load_text(text: str, source: str = "<memory>", default_name: str = "workflow", is_json: bool = False) -> Workflow:
@@ -199,7 +223,7 @@ def _schema_check(schema: Mapping[str, Any], value: Any, source: str, prefix: st
             message = f"invalid name {error.instance!r} (letters, digits, '_' and '-' only)"
     else:
         message = error.message
-    raise ConfigError(message, file=source, field=prefix + ".".join(path) if path else (prefix.rstrip(".") or None), **where)
+    raise ConfigError(shorten(message), file=source, field=prefix + ".".join(path) if path else (prefix.rstrip(".") or None), **where)
 
 
 def _strip_nulls(raw: Mapping[str, Any]) -> dict[str, Any]:
