@@ -92,14 +92,15 @@ class Engine:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """mitmproxy streams this request (stream_large_bodies, a declared
-        size over it). A workflow that reads or writes the request body
-        cannot run on it: it would run after the body went upstream, and
-        mitmproxy 12 offers an addon no way to buffer it after all (it
+        size over it). A workflow with work before proxying (a body read or
+        write, but also an exit guard or a header rewrite) cannot run on it:
+        mitmproxy calls the request hook only after the body went upstream,
+        and mitmproxy 12 offers an addon no way to buffer it after all (it
         decides again while the body arrives). Fail closed: the flow is
         killed before anything goes upstream, and the log says why."""
         if flow.request.stream and flow.response is None:
             wf = self.select(flow)
-            if wf is not None and "request" in wf.plan.buffered_bodies:
+            if wf is not None and _acts_on_request(wf):
                 self._refuse_streamed(flow, wf, "request")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -108,13 +109,13 @@ class Engine:
         response = flow.response
         if response is not None and response.stream:
             run = self.runs.get(flow.id)
-            if run is not None and not run.finished and "response" in run.plan.buffered_bodies:
+            if run is not None and not run.finished and _acts_on_response(run):
                 self.runs.pop(flow.id, None)
                 self._refuse_streamed(flow, run.workflow, "response")
 
     def _refuse_streamed(self, flow: http.HTTPFlow, wf: Workflow, which: str) -> None:
         logger.error(
-            "Datakit: workflow %s reads or writes the %s body, but mitmproxy streams it (stream_large_bodies=%s); "
+            "Datakit: workflow %s acts on the %s, but mitmproxy streams its body (stream_large_bodies=%s); "
             "the flow is killed. Raise stream_large_bodies above the bodies this workflow handles. [%s %s, request_id %s]",
             wf.name, which, self.services.option("stream_large_bodies"),
             flow.request.method, flow.request.pretty_url, flow.id,
@@ -127,6 +128,11 @@ class Engine:
             return None  # answered by another addon already, or a replay of ours
         wf = self.select(flow)
         if wf is None:
+            return None
+        if flow.request.stream and _acts_on_request(wf):
+            # streamed once the body grew past stream_large_bodies (no
+            # declared size): it went upstream already, too late to act
+            self._refuse_streamed(flow, wf, "request")
             return None
         debug = wf.debug or self.debug()
         run = FlowRun(wf, flow, self.services, tracing=debug)
@@ -253,3 +259,19 @@ class Engine:
             run.flow.comment = summary
 
 
+def _acts_on_request(wf: Workflow) -> bool:
+    """Whether the workflow works before proxying or reads or writes the
+    request body: on a streamed request all of it would come too late."""
+    return wf.plan.acts_before_proxying or "request" in wf.plan.buffered_bodies
+
+
+def _acts_on_response(run: FlowRun) -> bool:
+    """Whether the run still has effects on the upstream's response, or
+    reads its body: with a streamed response all of it would come too late."""
+    return (
+        run.plan.changes_response_late
+        or "response" in run.plan.buffered_bodies
+        or bool(run.response_patch)
+        or run.response_status is not None
+        or run.trace_to_client
+    )

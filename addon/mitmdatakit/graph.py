@@ -67,6 +67,13 @@ class Plan:
     # the flow bodies ("request", "response") some node reads or writes:
     # mitmproxy must buffer them even when stream_large_bodies applies
     buffered_bodies: frozenset[str] = frozenset()
+    # some node works before proxying (anything but an input-less implicit
+    # source): such a workflow cannot run on a request mitmproxy streams,
+    # whose request hook comes only after the body went upstream
+    acts_before_proxying: bool = False
+    # a node of the response phase changes the client's response: such a
+    # workflow cannot run on a response mitmproxy streams
+    changes_response_late: bool = False
 
     def index(self, name: str) -> int | None:
         return self.by_name.get(name)
@@ -319,6 +326,12 @@ def build_plan(specs: Sequence[NodeSpec], raw_nodes: Sequence[Mapping[str, Any]]
         by_name=dict(b.by_name),
         needs_response_phase=any(p is Phase.RESPONSE for p in phase),
         buffered_bodies=frozenset().union(*(node.buffered_bodies() for node in nodes)),
+        changes_response_late=any(
+            phase[i] is Phase.RESPONSE and node.changes_client_response() for i, node in enumerate(nodes)
+        ),
+        acts_before_proxying=any(
+            phase[i] is Phase.REQUEST and (not node.implicit or deps[i]) for i, node in enumerate(nodes)
+        ),
     )
 
 

@@ -30,6 +30,7 @@ class Property:
     set: Setter | None = None
     get_phase: Phase = Phase.REQUEST  # the earliest phase a get makes sense in
     doc: str = ""
+    sets_client_response: bool = False  # a set changes the response the client gets
 
 
 # -- getters and setters ---------------------------------------------------
@@ -267,7 +268,7 @@ PROPERTIES: dict[str, Property] = {
         Property("kong.service.request.scheme", lambda run, _: run.flow.request.scheme, _scheme_set, doc="http or https towards the upstream."),
         Property("kong.service.upstream", None, _upstream_set, doc="Proxy to a named entry of the workflow's `upstreams`."),
         Property("kong.service.response.status", _service_response_status, get_phase=Phase.RESPONSE, doc="The upstream's status code."),
-        Property("kong.response.status", _response_status_get, _response_status_set, get_phase=Phase.RESPONSE, doc="The status the client gets."),
+        Property("kong.response.status", _response_status_get, _response_status_set, get_phase=Phase.RESPONSE, doc="The status the client gets.", sets_client_response=True),
         Property("kong.router.route", _route, doc="The matched workflow: name, file and match block."),
         Property("kong.route_name", lambda run, _: run.workflow.name, doc="The matched workflow's name."),
         Property("kong.client.consumer", _consumer_get, _consumer_set, doc="The consumer (from mitmproxy's proxyauth when not set)."),

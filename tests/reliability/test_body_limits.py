@@ -321,6 +321,8 @@ def streaming(tmp_path_factory, mitm_confdir) -> Iterator[tuple[Mitmdump, MockSe
     endless = EndlessServer()
     mock.route("GET", "/stream/resp", Reply(json={"items": ["z" * 100] * 100}))
     mock.route("GET", "/stream/plain", Reply(body=b"r" * 10_000))
+    mock.route("GET", "/stream/late", Reply(body=b"l" * 10_000))
+    mock.route("POST", "/stream/none", Reply(body=b"ok"))  # small: the response is not streamed
     docs = {
         "endless": at("/call/endless", {"name": "CALL", "type": "call", "timeout": 30000,
                                         "url": f"http://127.0.0.1:{endless.port}/forever"},
@@ -331,10 +333,18 @@ def streaming(tmp_path_factory, mitm_confdir) -> Iterator[tuple[Mitmdump, MockSe
                                             "jq": '{"x-length": (.items | length | tostring)}', "output": "service_request.headers"}),
         "rewrite-response": at("/stream/resp", {"name": "J", "type": "jq", "input": "service_response.body",
                                                 "jq": "{count: (.items | length)}", "output": "response.body"}),
-        "no-body": at("/stream/none", {"name": "J", "type": "jq", "input": "request.headers",
-                                       "jq": '{"x-seen": "1"}', "output": "service_request.headers"}),
-        "no-body-resp": at("/stream/plain", {"name": "J", "type": "jq", "input": "service_response.status",
-                                                 "jq": '{"x-status": tostring}', "output": "response.headers"}),
+        # acts only after the upstream answered: a streamed request is fine
+        "late-only": at("/stream/none", {"name": "J", "type": "jq", "input": "service_response.status",
+                                         "jq": '{"x-status": tostring}', "output": "response.headers"}),
+        # acts only before proxying: a streamed response is fine
+        "early-only": at("/stream/plain", {"name": "J", "type": "jq", "input": "request.headers",
+                                           "jq": '{"x-seen": "1"}', "output": "service_request.headers"}),
+        # a guard (no body read) on a streamed request must not be bypassed
+        "guard": at("/stream/guard", {"name": "DENY", "type": "exit", "status": 403,
+                                      "inputs": {"body": "request.query"}}),
+        # a header rewrite on a streamed response must not be skipped
+        "late-headers": at("/stream/late", {"name": "J", "type": "jq", "input": "service_response.status",
+                                            "jq": '{"x-status": tostring}', "output": "response.headers"}),
     }
     cfg = write_workflows(tmp_path_factory.mktemp("body-streaming"), docs)
     mitm = Mitmdump(cfg, script=SCRIPTS, confdir=mitm_confdir, quiet=True, start=False,
@@ -394,7 +404,7 @@ def test_a_streamed_request_body_is_refused_not_skipped(streaming, sclient):
     offset = mitm.log_offset()
     before = len(mock.requests_for("/stream/req"))
     assert _killed(lambda: sclient.post(f"{mock.url}/stream/req", json=doc))
-    mitm.wait_for_log(r"workflow 01-rewrite-request reads or writes the request body, but mitmproxy streams it "
+    mitm.wait_for_log(r"workflow 01-rewrite-request acts on the request, but mitmproxy streams its body "
                       r"\(stream_large_bodies=100\); the flow is killed", since=offset)
     assert len(mock.requests_for("/stream/req")) == before
     # a body under stream_large_bodies is buffered and rewritten as ever
@@ -406,31 +416,58 @@ def test_a_streamed_response_body_is_refused_not_skipped(streaming, sclient):
     mitm, mock, _ = streaming
     offset = mitm.log_offset()
     assert _killed(lambda: sclient.get(f"{mock.url}/stream/resp"))
-    mitm.wait_for_log(r"workflow 03-rewrite-response reads or writes the response body, but mitmproxy streams it", since=offset)
+    mitm.wait_for_log(r"workflow 03-rewrite-response acts on the response, but mitmproxy streams its body", since=offset)
     assert _killed(lambda: sclient.get(f"{mock.url}/stream/resp"))  # again: refused each time
     r = sclient.post(f"{mock.url}/stream/req", json={"b": 2})  # and the proxy keeps serving
     assert r.status_code == 200
 
 
-def test_workflows_that_touch_no_body_leave_streaming_on(streaming, sclient):
+def test_workflows_that_act_on_the_other_side_leave_streaming_on(streaming, sclient):
+    """Streaming is refused only where it would make a workflow act too late:
+    a workflow that acts only after the upstream answered streams requests,
+    one that acts only before proxying streams responses."""
     mitm, mock, _ = streaming
     body = b"s" * 10_000
     offset = mitm.log_offset()
     r = sclient.post(f"{mock.url}/stream/none", content=body)
-    assert r.status_code == 200
-    seen = mock.requests_for("/stream/none")[-1]
-    assert seen.body == body  # (x-seen is not there: header writes on a streamed request come too late)
+    assert r.status_code == 200 and r.headers["x-status"] == "200"
+    assert mock.requests_for("/stream/none")[-1].body == body
     assert _streamed(mitm, offset, "request"), mitm.log_text()[offset:]
     offset = mitm.log_offset()
     r = sclient.get(f"{mock.url}/stream/plain")
     assert r.status_code == 200 and r.content == b"r" * 10_000
+    assert mock.requests_for("/stream/plain")[-1].headers.get("x-seen") == "1"
     assert _streamed(mitm, offset, "response"), mitm.log_text()[offset:]
+
+
+def test_a_guard_on_a_streamed_request_fails_closed(streaming, sclient):
+    """mitmproxy runs the request hook of a streamed request only after the
+    body went upstream: an exit guard would come too late. The flow is
+    killed before anything reaches the upstream, as for body readers."""
+    mitm, mock, _ = streaming
+    offset = mitm.log_offset()
+    before = len(mock.requests_for("/stream/guard"))
+    assert _killed(lambda: sclient.post(f"{mock.url}/stream/guard", content=b"g" * 10_000))
+    mitm.wait_for_log(r"workflow 06-guard acts on the request, but mitmproxy streams its body", since=offset)
+    assert len(mock.requests_for("/stream/guard")) == before
+    r = sclient.post(f"{mock.url}/stream/guard", content=b"small")  # under the threshold: the guard answers
+    assert r.status_code == 403
+    assert len(mock.requests_for("/stream/guard")) == before
+
+
+def test_a_late_header_rewrite_on_a_streamed_response_fails_closed(streaming, sclient):
+    mitm, mock, _ = streaming
+    offset = mitm.log_offset()
+    assert _killed(lambda: sclient.get(f"{mock.url}/stream/late"))
+    mitm.wait_for_log(r"workflow 07-late-headers acts on the response, but mitmproxy streams its body", since=offset)
 
 
 def test_a_chunked_request_streamed_mid_body_is_not_silently_skipped(streaming, sclient):
     """Without a Content-Length mitmproxy decides to stream while reading the
-    body, after every hook had its say: the body went upstream unchanged.
-    The workflow fails loudly (logged) instead of seeing an empty body."""
+    body, after every hook had its say: the body went upstream unchanged
+    (nothing an addon can prevent). The workflow does not run on it as if
+    nothing happened: the flow is killed, so the client gets no answer, and
+    the log says why."""
     mitm, mock, _ = streaming
     offset = mitm.log_offset()
 
@@ -438,5 +475,6 @@ def test_a_chunked_request_streamed_mid_body_is_not_silently_skipped(streaming, 
         yield b'{"items": '
         yield json.dumps(["c" * 50] * 100).encode() + b"}"
 
-    sclient.post(f"{mock.url}/stream/req", content=chunks(), headers={"content-type": "application/json"})
-    mitm.wait_for_log(r"failed at node 'request'.*request body was streamed by mitmproxy \(stream_large_bodies\)", since=offset)
+    assert _killed(lambda: sclient.post(f"{mock.url}/stream/req", content=chunks(),
+                                        headers={"content-type": "application/json"}))
+    mitm.wait_for_log(r"workflow 01-rewrite-request acts on the request, but mitmproxy streams its body", since=offset)

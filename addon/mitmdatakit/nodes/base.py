@@ -175,6 +175,12 @@ class Node:
     def bind(self, used_outputs: frozenset[str]) -> None:
         """Told once after planning which output ports are connected."""
 
+    def changes_client_response(self) -> bool:
+        """Whether running this node changes the response the client gets
+        (exit, the `response` node, setting its status). Asked once, after
+        `connected` and `bind`."""
+        return False
+
     def buffered_bodies(self) -> frozenset[str]:
         """Which flow bodies this node reads or writes ("request",
         "response"): mitmproxy must buffer them, not stream them. Asked

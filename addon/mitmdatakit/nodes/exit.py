@@ -21,6 +21,9 @@ class ExitNode(Node):
         super().__init__(spec, workflow)
         self.status = int(self.attr("status", 200))
 
+    def changes_client_response(self) -> bool:
+        return True
+
     def input_ports(self) -> Ports:
         return Ports(named={"body": PortType.ANY, "headers": PortType.MAP})
 

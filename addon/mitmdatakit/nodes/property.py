@@ -48,6 +48,9 @@ class PropertyNode(Node):
     def output_ports(self) -> Ports:
         return Ports(self_type=PortType.ANY)
 
+    def changes_client_response(self) -> bool:
+        return self.setting and self.prop.sets_client_response
+
     def min_phase(self) -> Phase:
         return Phase.REQUEST if self.setting else self.prop.get_phase
 

@@ -22,6 +22,9 @@ class ResponseNode(Node):
     def buffered_bodies(self) -> frozenset[str]:
         return frozenset({"response"}) if self.writes_body else frozenset()
 
+    def changes_client_response(self) -> bool:
+        return True
+
     def input_ports(self) -> Ports:
         return Ports(named={"body": PortType.ANY, "headers": PortType.MAP})
 
