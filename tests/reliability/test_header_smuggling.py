@@ -397,3 +397,41 @@ def test_an_out_of_range_exp_is_a_clean_rejection(env, raw, exp):
     good = hs256('{"sub":"u","exp":4102444800}')
     answer = raw.request("GET", f"{upstream.url}/jwt", headers=f"Authorization: Bearer {good}\r\n")
     assert answer.status == 200 and json.loads(answer.body)["sub"] == "u"
+
+
+# -- other limits: the memory cache's byte bound, through mitmdump ------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_the_memory_cache_bound_counts_bytes_not_characters(tmp_path, mitm_confdir):
+    """80 values of 1M emoji (4 MB each in memory): the 64 MiB bound must
+    hold about 16 of them, not 64 (what counting characters allowed)."""
+    cfg = write_workflows(tmp_path, {"store": {
+        "resources": {"cache": {"strategy": "memory", "memory": {"dictionary_name": "dk_bytes_test"}}},
+        "nodes": [{"name": "STORE", "type": "cache", "inputs": {"key": "request.query.k", "data": "request.body"}},
+                  {"name": "EXIT", "type": "exit", "inputs": {"body": "STORE.stored"}}],
+    }})
+    body = ("\U0001f600" * 1_000_000).encode()
+    with Mitmdump(cfg, confdir=mitm_confdir, quiet=True) as mitm, \
+            httpx.Client(proxy=mitm.proxy_url, trust_env=False, timeout=60) as c:
+        def store(i: int) -> None:
+            r = c.post(f"http://cache.test/?k=key-{i}", content=body, headers={"content-type": "text/plain"})
+            assert r.status_code == 200 and r.json() is True, r.text[:300]
+
+        for i in range(4):  # warm up: pools, buffers, first allocations
+            store(i)
+        before = rss_bytes(mitm.pid)
+        for i in range(4, 80):
+            store(i)
+        growth = rss_bytes(mitm.pid) - before
+    print(f"\nRSS growth after 76 more 4 MB values: {growth / 2**20:.0f} MiB")
+    # bound 64 MiB (of which ~16 MiB already held after warm-up); counting
+    # characters would have let the cache grow by about 240 MiB
+    assert growth < 140 * 2**20, growth / 2**20
