@@ -34,6 +34,7 @@ BENCHES = {
     **{name: _proxy_bench(fn) for name, fn in proxy.ALL.items()},
     "nodes": lambda s, wd: nodes.node_costs(s),
     "http_client": lambda s, wd: http_clients(s, wd),
+    "guard_headers": lambda s, wd: __import__("bench.guard_headers", fromlist=["run"]).run(s, wd),
 }
 ALIASES = {"1": "overhead", "2": "handwritten", "3": "fanout", "4": "concurrency", "5": "memory", "6": "nodes"}
 

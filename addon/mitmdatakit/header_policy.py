@@ -49,25 +49,30 @@ def writable_headers(value: Any, where: str, also_drop: Iterable[str] = ()) -> A
     returned (no copy)."""
     if not isinstance(value, Mapping):
         return value
-    listed = _connection_tokens(value)
-    extra = frozenset(also_drop)
-    dropped = [
-        name for name in value
-        if isinstance(name, str) and (is_hop_by_hop(name) or name.lower() in listed or name.lower() in extra)
-    ]
-    if not dropped:
+    drop: set[str] | None = None
+    for name in value:
+        if isinstance(name, str):
+            lname = name.lower()
+            if lname in HOP_BY_HOP_HEADERS or lname.startswith(_PROXY_PREFIX) or lname in also_drop:
+                if drop is None:
+                    drop = set()
+                drop.add(name)
+    if drop is None:
         return value
+    listed = _connection_tokens(value, drop)
+    if listed:
+        drop.update(name for name in value if isinstance(name, str) and name.lower() in listed)
     logger.debug("Datakit: %s: header map entries not written (framing/hop-by-hop, set by the proxy): %s",
-                 where, ", ".join(dropped))
-    drop = set(dropped)
+                 where, ", ".join(name for name in value if name in drop))
     return {name: item for name, item in value.items() if name not in drop}
 
 
-def _connection_tokens(value: Mapping[Any, Any]) -> frozenset[str]:
+def _connection_tokens(value: Mapping[Any, Any], dropped: Iterable[str]) -> frozenset[str]:
     """Lowercase names listed in the map's own Connection header (any case)."""
     tokens: set[str] = set()
-    for name, item in value.items():
-        if isinstance(name, str) and name.lower() == "connection":
+    for name in dropped:
+        if name.lower() == "connection":
+            item = value[name]
             for text in item if isinstance(item, list) else [item]:
                 if isinstance(text, str):
                     tokens.update(t.strip().lower() for t in text.split(",") if t.strip())
