@@ -62,8 +62,9 @@ def writable_headers(value: Any, where: str, also_drop: Iterable[str] = ()) -> A
     listed = _connection_tokens(value, drop)
     if listed:
         drop.update(name for name in value if isinstance(name, str) and name.lower() in listed)
-    logger.debug("Datakit: %s: header map entries not written (framing/hop-by-hop, set by the proxy): %s",
-                 where, ", ".join(name for name in value if name in drop))
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("Datakit: %s: header map entries not written (framing/hop-by-hop, set by the proxy): %s",
+                     where, ", ".join(name for name in value if name in drop))
     return {name: item for name, item in value.items() if name not in drop}
 
 

@@ -4,6 +4,8 @@ without `kid` is tried against a bounded number of JWKS keys."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 
@@ -83,9 +85,6 @@ SECRET = "unit-test-secret-unit-test-secret"
 
 def token_with(payload_text: str) -> str:
     signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(payload_text.encode())
-    import hashlib
-    import hmac
-
     sig = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(sig)}"
 
