@@ -37,6 +37,7 @@ BENCHES = {
     "guard_match": lambda s, wd: __import__("bench.guard_match", fromlist=["run"]).run(s, wd),
     "guard_body": lambda s, wd: __import__("bench.guard_body", fromlist=["run"]).run(s, wd),
     "guard_reload": lambda s, wd: guard_reload.run(s, wd),
+    "guard_headers": lambda s, wd: __import__("bench.guard_headers", fromlist=["run"]).run(s, wd),
 }
 ALIASES = {"1": "overhead", "2": "handwritten", "3": "fanout", "4": "concurrency", "5": "memory", "6": "nodes"}
 

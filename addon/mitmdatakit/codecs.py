@@ -14,13 +14,16 @@ from typing import Any
 from urllib.parse import quote, unquote_plus
 
 from .errors import CodecError
+from .header_policy import writable_headers
 
 HeaderMap = dict[str, str | list[str]]
 QueryMap = dict[str, str | None | list[str | None]]
 
-# Headers that describe the transfer, not the content: recomputed on write.
-TRANSFER_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
-_FORBIDDEN = re.compile("[\r\n\0]")  # in header names and values (injection)
+# RFC 9110 §5.1: a field name is a token (ASCII letters, digits, !#$%&'*+-.^_`|~)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 §5.5: no control characters in a value but HTAB (CR/LF/NUL would
+# inject); non-ASCII text is sent as UTF-8, i.e. obs-text, and allowed
+_VALUE_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 # json.dumps() with options builds a new JSONEncoder on every call; these are
 # built once (same output: json.dumps(v, **kw) is JSONEncoder(**kw).encode(v)).
@@ -77,9 +80,8 @@ def decode_headers(fields: Iterable[tuple[str, str]]) -> HeaderMap:
 
 def header_value_strings(name: str, value: Any) -> list[str] | None:
     """The wire values for one header of a map (None: remove the header)."""
-    if not isinstance(name, str) or not name:
-        raise CodecError(f"invalid header name {name!r}")
-    _check_header_text(name, name)
+    if not isinstance(name, str) or _HEADER_NAME.fullmatch(name) is None:
+        raise CodecError(f"invalid header name {name!r} (a header name is a token: letters, digits and !#$%&'*+-.^_`|~)")
     if value is None:
         return None
     values = value if isinstance(value, list) else [value]
@@ -120,8 +122,10 @@ def apply_headers(headers: Any, value: Mapping[str, Any]) -> None:
 
 
 def _check_header_text(name: str, text: str) -> None:
-    if _FORBIDDEN.search(text) is not None:
-        raise CodecError(f"header {name!r} contains CR, LF or NUL (header injection refused)")
+    bad = _VALUE_CONTROL.search(text)
+    if bad is not None:
+        kind = "CR, LF or NUL (header injection refused)" if bad.group() in "\r\n\0" else f"control character {bad.group()!r}"
+        raise CodecError(f"header {name!r} contains {kind}")
 
 
 def _scalar_text(item: Any) -> str | None:
@@ -313,11 +317,13 @@ def header_lookup(value: Mapping[str, Any] | None, name: str) -> Any:
 # -- mitmproxy messages ----------------------------------------------------
 
 
-def write_message(message: Any, headers: Mapping[str, Any] | None, body: Any, *, set_body: bool) -> None:
+def write_message(message: Any, headers: Mapping[str, Any] | None, body: Any, *, set_body: bool, where: str = "headers") -> None:
     """Apply a workflow's `headers` and `body` inputs to a mitmproxy request
-    or response: headers are set or removed one by one, a new body gets its
-    Content-Type (when not a string) and a recomputed Content-Length."""
+    or response: headers are set or removed one by one (never framing or
+    hop-by-hop ones, see `header_policy`), a new body gets its Content-Type
+    (when not a string) and a recomputed Content-Length."""
     if headers is not None:
+        headers = writable_headers(headers, where)
         apply_headers(message.headers, headers)
     if not set_body:
         return

@@ -15,8 +15,9 @@ from typing import Any
 
 from mitmproxy import http
 
-from .codecs import TRANSFER_HEADERS, encode_body, encode_headers, header_lookup, write_message
+from .codecs import encode_body, encode_headers, header_lookup, write_message
 from .errors import CodecError
+from .header_policy import writable_headers
 from .nodes.base import Phase
 from .runtime import FlowRun, Services, WorkflowFailed
 from .trace import Trace
@@ -188,8 +189,8 @@ class Engine:
         Content-Length first, then the exit's headers."""
         ex = run.exit_response
         assert ex is not None
-        headers = ex.headers or {}
-        fields = [(k, v) for k, v in encode_headers(headers) if k.lower() not in TRANSFER_HEADERS]
+        headers = writable_headers(ex.headers or {}, ex.node)
+        fields = encode_headers(headers)
         if ex.body is not None and not isinstance(ex.body, (str, bytes)):
             # a JSON body is not encoded: a Content-Encoding would lie
             fields = [(k, v) for k, v in fields if k.lower() != "content-encoding"]
@@ -212,7 +213,7 @@ class Engine:
             if flow.response is not None:
                 patch = run.response_patch
                 if patch:
-                    write_message(flow.response, patch.get("headers"), patch.get("body"), set_body="body" in patch)
+                    write_message(flow.response, patch.get("headers"), patch.get("body"), set_body="body" in patch, where="response")
                 if run.response_status is not None:
                     flow.response.status_code = run.response_status
         except CodecError as e:

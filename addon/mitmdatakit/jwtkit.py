@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.exceptions import InvalidSignatureError, PyJWTError
 from jwt.warnings import InsecureKeyLengthWarning
 
+from .codecs import parse_json
+
 __all__ = [
     "ALGORITHMS",
     "JWTError",
@@ -77,6 +79,15 @@ _KIND_LABEL = {
     "ec": "an EC key",
     "okp": "an EdDSA (OKP) key",
 }
+
+MAX_KEYS_WITHOUT_KID = 10
+"""A token without `kid` is tried against at most this many JWKS keys that
+fit its algorithm (in JWKS order): every try is a signature check, so a
+large JWKS would otherwise turn one request into a thousand of them."""
+
+# exp/nbf are seconds since 1970 (RFC 7519 NumericDate); past the year 9999
+# they are nonsense, and large enough ones overflow float arithmetic
+MAX_NUMERIC_DATE = 253_402_300_799
 
 _BEARER = re.compile(r"^\s*bearer\s+", re.IGNORECASE)
 
@@ -330,8 +341,8 @@ def _parse(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
         raise JWTError(f"malformed token: {exc}") from None
     header = parts["header"]
     try:
-        payload = json.loads(parts["payload"])
-    except (ValueError, RecursionError) as exc:
+        payload = parse_json(parts["payload"])  # standard JSON: no NaN, no 1e400 (inf)
+    except ValueError as exc:
         raise JWTError(f"malformed token: payload is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise JWTError("malformed token: payload is not a JSON object")
@@ -380,6 +391,10 @@ def verify(
     if not usable:
         kinds = ", ".join(sorted({k.describe() for k in candidates}))
         raise JWTError(f"algorithm {alg!r} cannot be verified with {kinds}")
+    skipped = 0
+    if len(usable) > MAX_KEYS_WITHOUT_KID:  # only a JWKS and a token without kid get here
+        skipped = len(usable) - MAX_KEYS_WITHOUT_KID
+        usable = usable[:MAX_KEYS_WITHOUT_KID]
 
     jws = jwt.api_jws.PyJWS(algorithms=[alg])
     for k in usable:
@@ -395,6 +410,12 @@ def verify(
             continue
         break
     else:
+        if skipped:
+            raise JWTError(
+                f"signature verification failed with the first {MAX_KEYS_WITHOUT_KID} of {MAX_KEYS_WITHOUT_KID + skipped} "
+                f"JWKS keys for {alg} (a token without 'kid' is tried against at most {MAX_KEYS_WITHOUT_KID}; "
+                "give the token a 'kid')"
+            )
         raise JWTError("signature verification failed")
 
     check_claims(
@@ -427,8 +448,15 @@ def _candidates(keyset: KeySet, header: Mapping[str, Any]) -> list[Key]:
     return [only]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
+    """A time claim as float seconds; anything else is a JWTError (never an
+    OverflowError from a huge int)."""
+    value = claims[name]
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise JWTError(f"claim {name!r} must be a number")
+    if not (isinstance(value, int) or math.isfinite(value)) or abs(value) > MAX_NUMERIC_DATE:
+        raise JWTError(f"claim {name!r} is out of range (seconds since 1970, at most {MAX_NUMERIC_DATE})")
+    return float(value)
 
 
 def check_claims(
@@ -444,19 +472,18 @@ def check_claims(
 ) -> None:
     """Datakit's claim checks; raises `JWTError` on the first failure."""
     now = time.time() if now is None else now
+    # a leeway past every representable date changes nothing, and keeps a
+    # huge configured one from overflowing float arithmetic
+    leeway = min(leeway, 2 * MAX_NUMERIC_DATE)
     for name in required_claims:
         if claims.get(name) is None:
             raise JWTError(f"missing required claim {name!r}")
     if validate_exp and "exp" in claims:
-        exp = claims["exp"]
-        if not _is_number(exp):
-            raise JWTError("claim 'exp' must be a number")
+        exp = _numeric_date(claims, "exp")
         if now >= exp + leeway:
             raise JWTError("token has expired")
     if validate_nbf and "nbf" in claims:
-        nbf = claims["nbf"]
-        if not _is_number(nbf):
-            raise JWTError("claim 'nbf' must be a number")
+        nbf = _numeric_date(claims, "nbf")
         if now + leeway < nbf:
             raise JWTError("token is not valid yet (nbf)")
     issuers = list(issuers)
@@ -524,6 +551,12 @@ def sign(
         payload["exp"] = issued_at + int(expires_in)
     if "nbf" not in payload and not_before:
         payload["nbf"] = issued_at + int(not_before)
+    for name in ("exp", "nbf"):
+        if name in payload:
+            try:
+                _numeric_date(payload, name)
+            except JWTError as exc:
+                raise JWTError(f"cannot sign token: {exc}") from None
 
     headers: dict[str, Any] = {"typ": typ or None}
     header_kid = kid if kid is not None else signing_key.kid
@@ -532,11 +565,20 @@ def sign(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InsecureKeyLengthWarning)
-            token = jwt.encode(payload, signing_key.material, algorithm=alg, headers=headers)
+            token = jwt.encode(payload, signing_key.material, algorithm=alg, headers=headers, json_encoder=_StandardJSON)
     except (PyJWTError, TypeError, ValueError) as exc:
         raise JWTError(f"cannot sign token: {exc}") from None
     header = jwt.get_unverified_header(token)
     return token, payload, header
+
+
+class _StandardJSON(json.JSONEncoder):
+    """PyJWT's encoder, refusing NaN and Infinity (not JSON; no verifier
+    would accept the token)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["allow_nan"] = False
+        super().__init__(**kwargs)
 
 
 def _type_name(value: Any) -> str:

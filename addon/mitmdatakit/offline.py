@@ -38,6 +38,7 @@ from .codecs import decode_body, decode_headers, decode_query, encode_body, enco
 from .config import load_document, load_path, load_text
 from .engine import METADATA_KEY, Engine
 from .errors import DatakitError
+from .header_policy import is_hop_by_hop
 from .runtime import FlowRun, Services
 from .workflow import Workflow
 
@@ -66,8 +67,6 @@ DEFAULT_LISTEN_PORT = 8080
 
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
 
-# hop-by-hop headers: not forwarded to a real upstream as they are
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "content-length"})
 
 REQUEST_KEYS = frozenset({"method", "url", "headers", "body", "query", "http_version", "client"})
 RESPONSE_KEYS = frozenset({"status", "reason", "headers", "body", "http_version"})
@@ -652,7 +651,7 @@ class OfflineRunner:
             scheme, host, port = req.scheme, req.host, req.port
         shown_host = f"[{host}]" if ":" in host else host
         url = f"{scheme}://{shown_host}:{port}{req.path}"
-        headers = [(k, v) for k, v in req.headers.items(multi=True) if k.lower() not in _HOP_BY_HOP]
+        headers = [(k, v) for k, v in req.headers.items(multi=True) if not is_hop_by_hop(k)]
         content = req.get_content(strict=False) or b""
         data = content if (content or req.method not in ("GET", "HEAD", "DELETE", "OPTIONS")) else None
         try:

@@ -12,7 +12,6 @@ from yarl import URL
 
 from ..bodies import BodyTooLarge
 from ..codecs import (
-    TRANSFER_HEADERS,
     BodyDecodeError,
     bytes_to_text,
     decode_body,
@@ -25,11 +24,12 @@ from ..codecs import (
     query_keys,
 )
 from ..errors import NodeError
+from ..header_policy import writable_headers
 from .base import Node, Ports, PortType, register
 
 DEFAULT_TIMEOUT_MS = 60_000
-# headers of the incoming request that must not be copied into a call
-_NOT_FORWARDED = TRANSFER_HEADERS | {"host", "upgrade", "proxy-connection", "te", "trailer"}
+# besides framing and hop-by-hop headers (aiohttp's), the call's URL sets Host
+_CALL_OWNED = ("host",)
 
 
 @register
@@ -101,8 +101,7 @@ class CallNode(Node):
             url = _with_query(url, inputs["query"])
 
         header_map = inputs.get("headers") or {}
-        fields = [(k, v) for k, v in encode_headers(header_map) if k.lower() not in _NOT_FORWARDED]
-        headers = CIMultiDict(fields)
+        headers = CIMultiDict(encode_headers(writable_headers(header_map, self.name, _CALL_OWNED)))
         data = None
         if inputs.get("body") is not None:
             data, content_type = encode_body(inputs["body"], header_lookup(header_map, "content-type"))

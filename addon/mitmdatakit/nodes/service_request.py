@@ -35,5 +35,5 @@ class ServiceRequestNode(Node):
             path = req.path.split("?", 1)[0]
             query = encode_query(inputs["query"])
             req.path = f"{path}?{query}" if query else path
-        write_message(req, inputs.get("headers"), inputs.get("body"), set_body="body" in inputs and inputs["body"] is not None)
+        write_message(req, inputs.get("headers"), inputs.get("body"), set_body="body" in inputs and inputs["body"] is not None, where=self.name)
         return {}
