@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, http
+from mitmproxy import connection, ctx, http
 
 from .config import load_path, workflow_files
+from .disconnects import watch_disconnects
 from .engine import Engine
 from .errors import ConfigError
 from .runtime import Services
@@ -38,6 +39,7 @@ class Datakit:
         self._is_running = False
         self._watched: dict[str, float] = {}
         self._watcher: asyncio.Task | None = None
+        self._disconnect_watcher: asyncio.Task | None = None
         self._config_path: str | None = None
 
     # -- options and loading -----------------------------------------------
@@ -64,10 +66,13 @@ class Datakit:
         self._is_running = True
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        if self._disconnect_watcher is None:
+            self._disconnect_watcher = asyncio.get_running_loop().create_task(watch_disconnects(self.engine))
 
     async def done(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in (self._watcher, self._disconnect_watcher):
+            if task is not None:
+                task.cancel()
         await self.engine.aclose()
         await self._close(self.workflows)
         await self.engine.services.aclose()
@@ -155,6 +160,12 @@ class Datakit:
 
     async def error(self, flow: http.HTTPFlow) -> None:
         await self.engine.error(flow)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        # fires while a run's request hook is still awaited (the HTTP/1 and
+        # HTTP/2 connection layers close the connection; only the flow's
+        # stream waits for the hook): its calls are aborted now
+        self.engine.client_gone(client.id)
 
 
 def _mtime(path: str | os.PathLike[str]) -> float:

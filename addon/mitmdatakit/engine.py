@@ -18,7 +18,7 @@ from mitmproxy import http
 from .codecs import TRANSFER_HEADERS, encode_body, encode_headers, header_lookup, write_message
 from .errors import CodecError
 from .nodes.base import Phase
-from .runtime import FlowRun, Services, WorkflowFailed
+from .runtime import FlowRun, RunAborted, Services, WorkflowFailed
 from .trace import Trace
 from .workflow import RequestFacts, Workflow
 
@@ -62,6 +62,10 @@ def _set_field(fields: list[tuple[str, str]], name: str, value: str) -> list[tup
     return out
 
 
+def _client_id(flow: http.HTTPFlow) -> str:
+    return flow.client_conn.id if flow.client_conn is not None else ""
+
+
 def json_response(status: int, body: Any) -> http.Response:
     return http.Response.make(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
@@ -82,6 +86,8 @@ class Engine:
         self.record_trace = record_trace
         self.workflows: Sequence[Workflow] = []
         self.runs: dict[str, FlowRun] = {}
+        # client connection id -> its flows' runs (HTTP/2: many per connection)
+        self.runs_by_client: dict[str, dict[str, FlowRun]] = {}
 
     def select(self, flow: http.HTTPFlow) -> Workflow | None:
         facts = RequestFacts(flow)  # read once, tested against every workflow
@@ -102,11 +108,14 @@ class Engine:
         run.trace_to_client = debug and trace_requested(flow)
         if self.record_trace and run.trace is None:
             run.trace = Trace(wf.redactor)
-        self.runs[flow.id] = run
+        self._track(run)
         try:
             await run.run_phase(Phase.REQUEST)
         except WorkflowFailed as failure:
             self._fail(run, failure)
+            return run
+        except RunAborted:
+            self._abandon(run)
             return run
         except Exception as e:  # noqa: BLE001 - never let a bug take the proxy down
             self._crash(run, e)
@@ -125,6 +134,9 @@ class Engine:
         except WorkflowFailed as failure:
             self._fail(run, failure)
             return
+        except RunAborted:
+            self._abandon(run)
+            return
         except Exception as e:  # noqa: BLE001
             self._crash(run, e)
             return
@@ -134,9 +146,49 @@ class Engine:
         for run in list(self.runs.values()):
             await run.cancel()
         self.runs.clear()
+        self.runs_by_client.clear()
+
+    def abort(self, run: FlowRun, reason: str) -> None:
+        """Give a run up (its client went away): in-flight calls are
+        cancelled now; the phase awaiting them returns at once and the
+        flow is killed, so mitmproxy neither answers nor forwards it."""
+        in_phase = run.waiting  # then the awaiting phase calls _abandon
+        run.abort(reason)
+        if not in_phase:
+            self._abandon(run)
+
+    def client_gone(self, client_id: str, reason: str = "client disconnected") -> int:
+        """Abort the runs of every flow of a client connection; how many."""
+        runs = list(self.runs_by_client.get(client_id, {}).values())
+        for run in runs:
+            self.abort(run, reason)
+        return len(runs)
+
+    def _track(self, run: FlowRun) -> None:
+        self.runs[run.flow.id] = run
+        self.runs_by_client.setdefault(_client_id(run.flow), {})[run.flow.id] = run
+
+    def _untrack(self, flow: http.HTTPFlow) -> FlowRun | None:
+        run = self.runs.pop(flow.id, None)
+        if run is not None:
+            client = _client_id(flow)
+            of_client = self.runs_by_client.get(client)
+            if of_client is not None:
+                of_client.pop(flow.id, None)
+                if not of_client:
+                    del self.runs_by_client[client]
+        return run
+
+    def _abandon(self, run: FlowRun) -> None:
+        self._untrack(run.flow)
+        run.finished = True
+        logger.info("Datakit: workflow %s abandoned [request_id %s]: %s", run.workflow.name, run.request_id, run.aborted)
+        if run.flow.killable:
+            run.flow.kill()
+        self._attach(run)
 
     async def error(self, flow: http.HTTPFlow) -> None:
-        run = self.runs.pop(flow.id, None)
+        run = self._untrack(flow)
         if run is not None:
             await run.cancel()
             self._attach(run)
@@ -202,7 +254,7 @@ class Engine:
 
     def _done(self, run: FlowRun) -> None:
         run.finished = True
-        self.runs.pop(run.flow.id, None)
+        self._untrack(run.flow)
         self._attach(run)
         if run.trace is not None and run.trace_to_client and run.flow.response is not None:
             report = run.report()

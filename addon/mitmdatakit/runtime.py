@@ -88,6 +88,10 @@ def _default_option(name: str) -> Any:
         raise KeyError(name) from None
 
 
+class RunAborted(Exception):
+    """The run was given up from outside (its client disconnected)."""
+
+
 class WorkflowFailed(Exception):
     def __init__(self, index: int | None, name: str, node_type: str, message: str) -> None:
         super().__init__(message)
@@ -142,6 +146,7 @@ class FlowRun:
         # (O(n) per completion, O(n^2) for a fan-out of n calls).
         self._finished: deque[asyncio.Task] = deque()
         self._wakeup: asyncio.Future[None] | None = None
+        self.aborted: str | None = None  # why the run was given up, if it was
 
     # -- public --------------------------------------------------------------
 
@@ -178,6 +183,8 @@ class FlowRun:
                             await self._wakeup
                         finally:
                             self._wakeup = None
+                    if self.aborted is not None:
+                        raise RunAborted(self.aborted)
                     while finished:
                         task = finished.popleft()
                         i = tasks.pop(task, None)
@@ -188,7 +195,7 @@ class FlowRun:
                         except Exception as e:  # noqa: BLE001 - any node failure fails the plan
                             self._fail(i, e)
                         self._complete(i, result, ready)
-        except WorkflowFailed:
+        except (WorkflowFailed, RunAborted):
             await self._drain()
             raise
         except asyncio.CancelledError:
@@ -198,6 +205,27 @@ class FlowRun:
     def _task_done(self, task: asyncio.Task) -> None:
         """Done-callback of every node task: queue it and wake run_phase."""
         self._finished.append(task)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    @property
+    def waiting(self) -> bool:
+        """Node tasks are in flight (a phase awaits them)."""
+        return bool(self._tasks)
+
+    def abort(self, reason: str) -> None:
+        """Give the run up now, from outside the phase that awaits it: node
+        tasks are cancelled (their I/O closes as they unwind) and the phase
+        raises RunAborted instead of waiting for them."""
+        if self.aborted is not None:
+            return
+        self.aborted = reason
+        for task, i in list(self._tasks.items()):
+            task.cancel()
+            self._cancelled.append(task)
+            self._set(i, NODE_CANCELED, "cancel")
+        self._tasks.clear()
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
