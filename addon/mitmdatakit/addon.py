@@ -15,6 +15,7 @@ from .config import load_path, workflow_files
 from .disconnects import watch_disconnects
 from .engine import Engine
 from .errors import ConfigError
+from .redaction import LOG_FILTER
 from .runtime import Services
 from .workflow import Workflow
 
@@ -90,6 +91,8 @@ class Datakit:
             self._snapshot(path)
             return False
         old, self.engine.workflows = self.engine.workflows, workflows
+        # old and new: a closing workflow may still log
+        LOG_FILTER.use([s for wf in (*old, *workflows) for s in wf.secrets])
         self._snapshot(path)
         names = ", ".join(f"{w.name} ({len([n for n in w.plan.nodes if n.index >= 0])} nodes)" for w in workflows) or "none"
         logger.info("Datakit: loaded %d workflow(s) from %s: %s", len(workflows), path, names)

@@ -18,6 +18,7 @@ from mitmproxy import http
 from .codecs import TRANSFER_HEADERS, encode_body, encode_headers, header_lookup, write_message
 from .errors import CodecError
 from .nodes.base import Phase
+from .redaction import safe_url
 from .runtime import FlowRun, RunAborted, Services, WorkflowFailed
 from .trace import Trace
 from .workflow import RequestFacts, Workflow
@@ -239,10 +240,14 @@ class Engine:
         self._done(run)
 
     def _fail(self, run: FlowRun, failure: WorkflowFailed) -> None:
+        # the message may quote values derived from a secret; the URL is the
+        # rewritten upstream URL, which a workflow may have built from one
+        redactor = run.redactor()
+        failure.message = redactor.text(failure.message)
         logger.error(
             "Datakit: workflow %s failed at node %r (%s, #%s) for %s %s [request_id %s]: %s",
             run.workflow.name, failure.name, failure.node_type, "-" if failure.index is None else failure.index,
-            run.flow.request.method, run.flow.request.pretty_url, run.request_id, failure.message,
+            run.flow.request.method, safe_url(run.flow.request.pretty_url, redactor), run.request_id, failure.message,
         )
         run.failure = failure
         run.flow.response = json_response(500, error_body(run, failure))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .taint import secret_ports
 from .nodes.base import SELF, Node, NodeSpec, Phase, Ports, PortType, WorkflowInfo, node_types
 
 IMPLICIT_NAMES = ("request", "service_request", "service_response", "response", "vault")
@@ -64,6 +65,9 @@ class Plan:
     order: list[int]  # a topological order
     by_name: dict[str, int]
     needs_response_phase: bool = False
+    # per node: ports whose values derive from a secret (see taint.py)
+    secret_outputs: list[Any] = field(default_factory=list)
+    secret_inputs: list[Any] = field(default_factory=list)
 
     def index(self, name: str) -> int | None:
         return self.by_name.get(name)
@@ -304,7 +308,10 @@ def build_plan(specs: Sequence[NodeSpec], raw_nodes: Sequence[Mapping[str, Any]]
     for i, node in enumerate(nodes):
         node.bind(frozenset(b.used[i]))
 
+    secret_out, secret_in = secret_ports(nodes, b.inputs, order)
     return Plan(
+        secret_outputs=secret_out,
+        secret_inputs=secret_in,
         nodes=nodes,
         inputs=b.inputs,
         deps=deps,

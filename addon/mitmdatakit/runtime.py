@@ -28,8 +28,10 @@ from .trace import (
     NODE_SKIPPED,
     PLAN_COMPLETE,
     PLAN_ERROR,
+    Redactor,
     Trace,
 )
+from .taint import strings
 
 if TYPE_CHECKING:
     import aiohttp
@@ -209,6 +211,21 @@ class FlowRun:
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
 
+    def redactor(self) -> Redactor:
+        """The workflow's vault values and, as this run computed them, the
+        strings derived from them (taint.py): for free text such as error
+        messages and log lines. Built on demand (failures, not every run)."""
+        derived: list[str] = []
+        plan = self.plan
+        for j, ports in enumerate(plan.secret_outputs):
+            out = self.values[j]
+            if not ports or not out:
+                continue
+            derived.extend(strings([v for k, v in out.items() if k in ports]))
+        if not derived:
+            return self.workflow.redactor
+        return Redactor([*self.workflow.redactor.secrets, *derived])
+
     @property
     def waiting(self) -> bool:
         """Node tasks are in flight (a phase awaits them)."""
@@ -267,7 +284,7 @@ class FlowRun:
         try:
             inputs = self._gather(i)
             if self.trace is not None:
-                self.trace.event(node.name, node.type_name, "run", inputs)
+                self.trace.event(node.name, node.type_name, "run", inputs, self.plan.secret_inputs[i])
             self.status[i] = NODE_RUNNING
             result = node.run(inputs, self)
         except Exception as e:  # noqa: BLE001
@@ -298,7 +315,7 @@ class FlowRun:
         self.values[i] = result if result is not None else {}
         self.status[i] = NODE_COMPLETE
         if self.trace is not None:
-            self.trace.event(node.name, node.type_name, "complete", self.values[i], node.secret_outputs())
+            self.trace.event(node.name, node.type_name, "complete", self.values[i], self.plan.secret_outputs[i])
         for name in skip:
             j = self.plan.by_name.get(name)
             if j is not None:
@@ -333,7 +350,7 @@ class FlowRun:
         else:
             message = f"{type(error).__name__}: {error}"
             logger.error("Datakit: node %r crashed", node.name, exc_info=error)
-        message = self.workflow.redactor.text(message)
+        message = self.redactor().text(message)
         self.errors[i] = message
         self._set(i, NODE_ERROR, "fail", {"error": message})
         for task, j in self._tasks.items():
