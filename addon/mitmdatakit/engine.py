@@ -19,6 +19,7 @@ from .codecs import TRANSFER_HEADERS, encode_body, encode_headers, header_lookup
 from .errors import CodecError
 from .nodes.base import Phase
 from .redaction import safe_url
+from .scrub import scrub_request
 from .runtime import FlowRun, RunAborted, Services, WorkflowFailed
 from .trace import Trace
 from .workflow import RequestFacts, Workflow
@@ -80,11 +81,15 @@ class Engine:
         services: Services | None = None,
         debug: Callable[[], bool] = lambda: False,
         record_trace: bool = False,
+        scrub_records: bool = True,
     ) -> None:
         self.services = services or Services()
         self.debug = debug
         # record a trace for every run without debug's other effects (offline runs)
         self.record_trace = record_trace
+        # replace secret-derived request fields once the request is sent,
+        # before mitmproxy records the flow (offline runs keep them real)
+        self.scrub_records = scrub_records
         self.workflows: Sequence[Workflow] = []
         self.runs: dict[str, FlowRun] = {}
         # client connection id -> its flows' runs (HTTP/2: many per connection)
@@ -146,6 +151,7 @@ class Engine:
     async def aclose(self) -> None:
         for run in list(self.runs.values()):
             await run.cancel()
+            self._scrub(run)  # mitmproxy's Save addon writes in-flight flows at shutdown, after us
         self.runs.clear()
         self.runs_by_client.clear()
 
@@ -186,12 +192,14 @@ class Engine:
         logger.info("Datakit: workflow %s abandoned [request_id %s]: %s", run.workflow.name, run.request_id, run.aborted)
         if run.flow.killable:
             run.flow.kill()
+        self._scrub(run)
         self._attach(run)
 
     async def error(self, flow: http.HTTPFlow) -> None:
         run = self._untrack(flow)
         if run is not None:
             await run.cancel()
+            self._scrub(run)
             self._attach(run)
 
     # -- building the answer -------------------------------------------------
@@ -260,6 +268,7 @@ class Engine:
     def _done(self, run: FlowRun) -> None:
         run.finished = True
         self._untrack(run.flow)
+        self._scrub(run)
         self._attach(run)
         if run.trace is not None and run.trace_to_client and run.flow.response is not None:
             report = run.report()
@@ -267,6 +276,15 @@ class Engine:
             response.headers.pop("content-encoding", None)
             response.headers["content-type"] = "application/json"
             response.content = json.dumps(report).encode()
+
+    def _scrub(self, run: FlowRun) -> None:
+        """The request is sent (or never will be: answered here), and
+        mitmproxy records the flow in addons that run after this one."""
+        if self.scrub_records:
+            try:
+                scrub_request(run)
+            except Exception:  # noqa: BLE001 - a record must never cost the answer
+                logger.exception("Datakit: scrubbing the recorded request of workflow %s failed", run.workflow.name)
 
     def _attach(self, run: FlowRun) -> None:
         """Keep the trace on the flow (mitmweb, saved flows)."""

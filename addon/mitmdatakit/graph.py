@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .scrub import SecretWrite, secret_writes
 from .taint import secret_ports
 from .nodes.base import SELF, Node, NodeSpec, Phase, Ports, PortType, WorkflowInfo, node_types
 
@@ -68,6 +69,9 @@ class Plan:
     # per node: ports whose values derive from a secret (see taint.py)
     secret_outputs: list[Any] = field(default_factory=list)
     secret_inputs: list[Any] = field(default_factory=list)
+    # message writers fed from a secret (see scrub.py)
+    secret_request_writes: tuple[SecretWrite, ...] = ()
+    secret_response_writes: tuple[SecretWrite, ...] = ()
 
     def index(self, name: str) -> int | None:
         return self.by_name.get(name)
@@ -309,9 +313,12 @@ def build_plan(specs: Sequence[NodeSpec], raw_nodes: Sequence[Mapping[str, Any]]
         node.bind(frozenset(b.used[i]))
 
     secret_out, secret_in = secret_ports(nodes, b.inputs, order)
+    writes = secret_writes(nodes, b.inputs, secret_out)
     return Plan(
         secret_outputs=secret_out,
         secret_inputs=secret_in,
+        secret_request_writes=tuple(w for w in writes if w.writes == "request"),
+        secret_response_writes=tuple(w for w in writes if w.writes == "response"),
         nodes=nodes,
         inputs=b.inputs,
         deps=deps,

@@ -226,6 +226,10 @@ class FlowRun:
             return self.workflow.redactor
         return Redactor([*self.workflow.redactor.secrets, *derived])
 
+    def inputs_of(self, i: int) -> dict[str, Any]:
+        """The inputs node `i` received (gathered again from the values)."""
+        return self._gather(i)
+
     @property
     def waiting(self) -> bool:
         """Node tasks are in flight (a phase awaits them)."""

@@ -12,6 +12,7 @@ class ResponseNode(Node):
     type_name = "response"
     implicit = True
     partial_inputs = True
+    writes = "response"
 
     def input_ports(self) -> Ports:
         return Ports(named={"body": PortType.ANY, "headers": PortType.MAP})

@@ -14,6 +14,7 @@ class ServiceRequestNode(Node):
     type_name = "service_request"
     implicit = True
     partial_inputs = True
+    writes = "request"
 
     def input_ports(self) -> Ports:
         return Ports(named={"body": PortType.ANY, "headers": PortType.MAP, "query": PortType.MAP})
