@@ -1,7 +1,8 @@
 """Cost of the run guards, in process: the disconnect bookkeeping each flow
 pays (indexing its run by client connection), the watcher's tick, and
 taint-aware tracing (plan-time taint, traced runs, the per-run redactor
-built on failure)."""
+built on failure), and the scrub of the recorded request (secret workflows
+only; an untainted one returns at once)."""
 
 from __future__ import annotations
 
@@ -25,12 +26,24 @@ nodes:
 """
 
 
+WRITER_WORKFLOW = """\
+resources:
+  vault:
+    token: "{vault://env/DK_BENCH_SECRET}"
+nodes:
+  - {name: BEARER, type: jq, inputs: {token: vault.token}, jq: '"Bearer " + .token', output: service_request.headers.authorization}
+  - {name: BASIC, type: jq, inputs: {token: vault.token}, jq: '"user:" + .token | @base64', output: service_request.query.sig}
+  - {name: BODY, type: jq, inputs: {token: vault.token}, jq: '{password: .token}', output: service_request.body}
+"""
+
+
 def run(s: Settings, wd: Path) -> Result:
     from mitmdatakit import config, graph
     from mitmdatakit.disconnects import abort_abandoned
     from mitmdatakit.engine import Engine
     from mitmdatakit.nodes.base import Phase
     from mitmdatakit.runtime import FlowRun, Services
+    from mitmdatakit.scrub import scrub_request
     from mitmdatakit.taint import secret_ports
     from mitmproxy.test import tflow
 
@@ -86,4 +99,14 @@ def run(s: Settings, wd: Path) -> Result:
     done = FlowRun(wf, tflow.tflow(), engine.services)
     asyncio.run(done.run_phase(Phase.REQUEST))
     res.row("per-run redactor (built on failure only)", us(per_call(done.redactor, number // 10)))
+
+    # the recorded request's scrub, paid at the end of every run of the workflow
+    writer = config.load_text(WRITER_WORKFLOW, default_name="writer")
+    written = FlowRun(writer, tflow.tflow(), engine.services)
+    asyncio.run(written.run_phase(Phase.REQUEST))
+    res.row("record scrub per flow, secret written to header+query+body",
+            us(per_call(lambda: scrub_request(written), number // 10)))
+    clean = config.load_text(twenty_node_workflow(), default_name="clean")
+    untainted = FlowRun(clean, tflow.tflow(), engine.services)
+    res.row("record scrub per flow, untainted workflow", us(per_call(lambda: scrub_request(untainted), number)))
     return res
