@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from . import guard_reload, nodes, proxy
+from . import guard_runs, nodes, proxy
 from .http_client import http_clients
 from .procs import REPO, workdir
 
@@ -38,6 +39,7 @@ BENCHES = {
     "guard_body": lambda s, wd: __import__("bench.guard_body", fromlist=["run"]).run(s, wd),
     "guard_reload": lambda s, wd: guard_reload.run(s, wd),
     "guard_headers": lambda s, wd: __import__("bench.guard_headers", fromlist=["run"]).run(s, wd),
+    "guard_runs": lambda s, wd: guard_runs.run(s, wd),
 }
 ALIASES = {"1": "overhead", "2": "handwritten", "3": "fanout", "4": "concurrency", "5": "memory", "6": "nodes"}
 

@@ -9,11 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import connection, ctx, exceptions, http
 
 from . import bodies
+from .disconnects import watch_disconnects
 from .engine import Engine
 from .hosts import ClientHost
+from .redaction import LOG_FILTER
 from .reloading import POLL_INTERVAL, ChangeDetector, Outcome, Snapshot, load_outcome, snapshot
 from .runtime import Services
 from .workflow import Workflow
@@ -38,6 +40,7 @@ class Datakit:
         self.engine = Engine(Services(option=self._option), debug=lambda: bool(ctx.options.datakit_debug))
         self._is_running = False
         self._watcher: asyncio.Task | None = None
+        self._disconnect_watcher: asyncio.Task | None = None
         self._config_path: str | None = None
         self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
         self._changes = ChangeDetector()
@@ -87,12 +90,13 @@ class Datakit:
         self._is_running = True
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        if self._disconnect_watcher is None:
+            self._disconnect_watcher = asyncio.get_running_loop().create_task(watch_disconnects(self.engine))
 
     async def done(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-        for task in list(self._background):
-            task.cancel()
+        for task in (self._watcher, self._disconnect_watcher, *self._background):
+            if task is not None:
+                task.cancel()
         self._loader.shutdown(wait=False, cancel_futures=True)
         await self.engine.aclose()
         await self._close(self.workflows)
@@ -139,6 +143,8 @@ class Datakit:
             return False
         workflows = outcome.workflows
         old, self.engine.workflows = self.engine.workflows, workflows
+        # old and new: a closing workflow may still log
+        LOG_FILTER.use([s for wf in (*old, *workflows) for s in wf.secrets])
         names = ", ".join(f"{w.name} ({len([n for n in w.plan.nodes if n.index >= 0])} nodes)" for w in workflows) or "none"
         logger.info("Datakit: loaded %d workflow(s) from %s in %.2f s: %s", len(workflows), path, outcome.seconds, names)
         if old:
@@ -204,6 +210,12 @@ class Datakit:
 
     async def error(self, flow: http.HTTPFlow) -> None:
         await self.engine.error(flow)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        # fires while a run's request hook is still awaited (the HTTP/1 and
+        # HTTP/2 connection layers close the connection; only the flow's
+        # stream waits for the hook): its calls are aborted now
+        self.engine.client_gone(client.id)
 
 
 __all__ = ["Datakit"]

@@ -372,7 +372,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if result.workflow is None:
         err.write(f"datakit run: no workflow in {args.path} applies to {flow.request.method} {flow.request.pretty_url}; "
                   "the request passes through unchanged\n")
-    out.write(json.dumps(result.to_dict(trace=args.trace), indent=2, ensure_ascii=False) + "\n")
+    out.write(json.dumps(result.to_dict(trace=args.trace, redact=True), indent=2, ensure_ascii=False) + "\n")
     return EXIT_FAILED if result.failed else EXIT_OK
 
 

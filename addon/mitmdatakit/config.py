@@ -6,6 +6,7 @@ order, or raises a ConfigError that names the file, node and field.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,8 @@ from .resources.vault import parse_vault_entities
 from .schema import EXTENSION_KEYS, KONG_ENTITY_KEYS, build_schema, node_schema
 from .trace import Redactor
 from .workflow import Match, Workflow
+
+logger = logging.getLogger("mitmdatakit")
 
 SUFFIXES = (".yaml", ".yml", ".json")
 CONNECTION_KEYS = ("input", "inputs", "output", "outputs")
@@ -158,6 +161,12 @@ def load_document(doc: Any, source: str = "<memory>", default_name: str = "workf
     except ConfigError as e:
         raise e.located(source) from None
 
+    if plan.secret_response_writes:
+        writers = ", ".join(repr(plan.nodes[w.node].name) for w in plan.secret_response_writes)
+        logger.warning(
+            "Datakit: workflow %s sends values derived from a vault secret to the client (%s); "
+            "mitmproxy records that response as sent (flow files, flow log lines)", name, writers,
+        )
     # resolved secrets (vault) are redacted wherever they would show
     secrets = [s for r in info.resources.values() for s in (getattr(r, "secrets", None) or {}).values()]
     return Workflow(

@@ -19,7 +19,9 @@ from .codecs import encode_body, encode_headers, header_lookup, write_message
 from .errors import CodecError
 from .header_policy import writable_headers
 from .nodes.base import Phase
-from .runtime import FlowRun, Services, WorkflowFailed
+from .redaction import safe_url
+from .scrub import scrub_request
+from .runtime import FlowRun, RunAborted, Services, WorkflowFailed
 from .trace import Trace
 from .workflow import RequestFacts, Workflow
 
@@ -63,6 +65,10 @@ def _set_field(fields: list[tuple[str, str]], name: str, value: str) -> list[tup
     return out
 
 
+def _client_id(flow: http.HTTPFlow) -> str:
+    return flow.client_conn.id if flow.client_conn is not None else ""
+
+
 def json_response(status: int, body: Any) -> http.Response:
     return http.Response.make(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
@@ -76,13 +82,19 @@ class Engine:
         services: Services | None = None,
         debug: Callable[[], bool] = lambda: False,
         record_trace: bool = False,
+        scrub_records: bool = True,
     ) -> None:
         self.services = services or Services()
         self.debug = debug
         # record a trace for every run without debug's other effects (offline runs)
         self.record_trace = record_trace
+        # replace secret-derived request fields once the request is sent,
+        # before mitmproxy records the flow (offline runs keep them real)
+        self.scrub_records = scrub_records
         self.workflows: Sequence[Workflow] = []
         self.runs: dict[str, FlowRun] = {}
+        # client connection id -> its flows' runs (HTTP/2: many per connection)
+        self.runs_by_client: dict[str, dict[str, FlowRun]] = {}
 
     def select(self, flow: http.HTTPFlow) -> Workflow | None:
         facts = RequestFacts(flow)  # read once, tested against every workflow
@@ -140,11 +152,14 @@ class Engine:
         run.trace_to_client = debug and trace_requested(flow)
         if self.record_trace and run.trace is None:
             run.trace = Trace(wf.redactor)
-        self.runs[flow.id] = run
+        self._track(run)
         try:
             await run.run_phase(Phase.REQUEST)
         except WorkflowFailed as failure:
             self._fail(run, failure)
+            return run
+        except RunAborted:
+            self._abandon(run)
             return run
         except Exception as e:  # noqa: BLE001 - never let a bug take the proxy down
             self._crash(run, e)
@@ -163,6 +178,9 @@ class Engine:
         except WorkflowFailed as failure:
             self._fail(run, failure)
             return
+        except RunAborted:
+            self._abandon(run)
+            return
         except Exception as e:  # noqa: BLE001
             self._crash(run, e)
             return
@@ -171,12 +189,55 @@ class Engine:
     async def aclose(self) -> None:
         for run in list(self.runs.values()):
             await run.cancel()
+            self._scrub(run)  # mitmproxy's Save addon writes in-flight flows at shutdown, after us
         self.runs.clear()
+        self.runs_by_client.clear()
 
-    async def error(self, flow: http.HTTPFlow) -> None:
+    def abort(self, run: FlowRun, reason: str) -> None:
+        """Give a run up (its client went away): in-flight calls are
+        cancelled now; the phase awaiting them returns at once and the
+        flow is killed, so mitmproxy neither answers nor forwards it."""
+        in_phase = run.waiting  # then the awaiting phase calls _abandon
+        run.abort(reason)
+        if not in_phase:
+            self._abandon(run)
+
+    def client_gone(self, client_id: str, reason: str = "client disconnected") -> int:
+        """Abort the runs of every flow of a client connection; how many."""
+        runs = list(self.runs_by_client.get(client_id, {}).values())
+        for run in runs:
+            self.abort(run, reason)
+        return len(runs)
+
+    def _track(self, run: FlowRun) -> None:
+        self.runs[run.flow.id] = run
+        self.runs_by_client.setdefault(_client_id(run.flow), {})[run.flow.id] = run
+
+    def _untrack(self, flow: http.HTTPFlow) -> FlowRun | None:
         run = self.runs.pop(flow.id, None)
         if run is not None:
+            client = _client_id(flow)
+            of_client = self.runs_by_client.get(client)
+            if of_client is not None:
+                of_client.pop(flow.id, None)
+                if not of_client:
+                    del self.runs_by_client[client]
+        return run
+
+    def _abandon(self, run: FlowRun) -> None:
+        self._untrack(run.flow)
+        run.finished = True
+        logger.info("Datakit: workflow %s abandoned [request_id %s]: %s", run.workflow.name, run.request_id, run.aborted)
+        if run.flow.killable:
+            run.flow.kill()
+        self._scrub(run)
+        self._attach(run)
+
+    async def error(self, flow: http.HTTPFlow) -> None:
+        run = self._untrack(flow)
+        if run is not None:
             await run.cancel()
+            self._scrub(run)
             self._attach(run)
 
     # -- building the answer -------------------------------------------------
@@ -225,10 +286,14 @@ class Engine:
         self._done(run)
 
     def _fail(self, run: FlowRun, failure: WorkflowFailed) -> None:
+        # the message may quote values derived from a secret; the URL is the
+        # rewritten upstream URL, which a workflow may have built from one
+        redactor = run.redactor()
+        failure.message = redactor.text(failure.message)
         logger.error(
             "Datakit: workflow %s failed at node %r (%s, #%s) for %s %s [request_id %s]: %s",
             run.workflow.name, failure.name, failure.node_type, "-" if failure.index is None else failure.index,
-            run.flow.request.method, run.flow.request.pretty_url, run.request_id, failure.message,
+            run.flow.request.method, safe_url(run.flow.request.pretty_url, redactor), run.request_id, failure.message,
         )
         run.failure = failure
         run.flow.response = json_response(500, error_body(run, failure))
@@ -240,7 +305,8 @@ class Engine:
 
     def _done(self, run: FlowRun) -> None:
         run.finished = True
-        self.runs.pop(run.flow.id, None)
+        self._untrack(run.flow)
+        self._scrub(run)
         self._attach(run)
         if run.trace is not None and run.trace_to_client and run.flow.response is not None:
             report = run.report()
@@ -248,6 +314,15 @@ class Engine:
             response.headers.pop("content-encoding", None)
             response.headers["content-type"] = "application/json"
             response.content = json.dumps(report).encode()
+
+    def _scrub(self, run: FlowRun) -> None:
+        """The request is sent (or never will be: answered here), and
+        mitmproxy records the flow in addons that run after this one."""
+        if self.scrub_records:
+            try:
+                scrub_request(run)
+            except Exception:  # noqa: BLE001 - a record must never cost the answer
+                logger.exception("Datakit: scrubbing the recorded request of workflow %s failed", run.workflow.name)
 
     def _attach(self, run: FlowRun) -> None:
         """Keep the trace on the flow (mitmweb, saved flows)."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .scrub import SecretWrite, secret_writes
+from .taint import secret_ports
 from .nodes.base import SELF, Node, NodeSpec, Phase, Ports, PortType, WorkflowInfo, node_types
 
 IMPLICIT_NAMES = ("request", "service_request", "service_response", "response", "vault")
@@ -74,6 +76,12 @@ class Plan:
     # a node of the response phase changes the client's response: such a
     # workflow cannot run on a response mitmproxy streams
     changes_response_late: bool = False
+    # per node: ports whose values derive from a secret (see taint.py)
+    secret_outputs: list[Any] = field(default_factory=list)
+    secret_inputs: list[Any] = field(default_factory=list)
+    # message writers fed from a secret (see scrub.py)
+    secret_request_writes: tuple[SecretWrite, ...] = ()
+    secret_response_writes: tuple[SecretWrite, ...] = ()
 
     def index(self, name: str) -> int | None:
         return self.by_name.get(name)
@@ -314,7 +322,13 @@ def build_plan(specs: Sequence[NodeSpec], raw_nodes: Sequence[Mapping[str, Any]]
     for i, node in enumerate(nodes):
         node.bind(frozenset(b.used[i]))
 
+    secret_out, secret_in = secret_ports(nodes, b.inputs, order)
+    writes = secret_writes(nodes, b.inputs, secret_out)
     return Plan(
+        secret_outputs=secret_out,
+        secret_inputs=secret_in,
+        secret_request_writes=tuple(w for w in writes if w.writes == "request"),
+        secret_response_writes=tuple(w for w in writes if w.writes == "response"),
         nodes=nodes,
         inputs=b.inputs,
         deps=deps,

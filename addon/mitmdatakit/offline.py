@@ -40,6 +40,7 @@ from .engine import METADATA_KEY, Engine
 from .errors import DatakitError
 from .header_policy import is_hop_by_hop
 from .runtime import FlowRun, Services
+from .scrub import scrub_message
 from .workflow import Workflow
 
 if TYPE_CHECKING:
@@ -510,18 +511,36 @@ class RunResult:
             return "response"
         return "service_request"
 
-    def to_dict(self, trace: bool = False) -> dict[str, Any]:
-        """The JSON `datakit run` prints."""
+    def to_dict(self, trace: bool = False, *, redact: bool = False) -> dict[str, Any]:
+        """The JSON `datakit run` prints. `redact`: the fields a workflow
+        wrote from a secret, and every string this run derived from one,
+        show as `[REDACTED]` (the result's own messages stay real)."""
         out: dict[str, Any] = {"workflow": self.workflow, "outcome": self.outcome}
         if self.failed:
             out["error"] = {"node": self.failed_node, "message": self.error}
         if self.response is not None:
-            out["response"] = self.response.to_dict()
+            out["response"] = self._shown(self.response, redact)
         elif self.service_request is not None:
-            out["service_request"] = self.service_request.to_dict()
+            out["service_request"] = self._shown(self.service_request, redact)
         if trace:
             out["trace"] = self.trace
+        run = self.run
+        if redact and run is not None and (run.workflow.secrets or run.plan.secret_request_writes):
+            out = run.redactor().value(out)
         return out
+
+    def _shown(self, message: Message, redact: bool) -> dict[str, Any]:
+        run = self.run
+        if not redact or run is None:
+            return message.to_dict()
+        plan = run.plan
+        is_request = isinstance(message.message, http.Request)
+        writes = plan.secret_request_writes if is_request else plan.secret_response_writes
+        if not writes or (not is_request and (self.failed or run.trace_to_client)):
+            return message.to_dict()  # a failure's or trace's body is Datakit's own, already redacted
+        copy = message.message.copy()
+        scrub_message(copy, run, writes)
+        return message_json(copy)
 
 
 # -- running ---------------------------------------------------------------------
@@ -583,7 +602,9 @@ class OfflineRunner:
         changing anything the client gets."""
         if service_response is not None and upstream not in (None, False):
             raise ValueError("give a service response or an upstream, not both")
-        engine = Engine(self.services, debug=lambda: debug, record_trace=trace)
+        # the result's messages stay real (tests assert on them); `datakit
+        # run` redacts what it prints (RunResult.to_dict(redact=True))
+        engine = Engine(self.services, debug=lambda: debug, record_trace=trace, scrub_records=False)
         engine.workflows = list(workflows)
         request = flow.request
         target = (request.scheme, request.host, request.port)

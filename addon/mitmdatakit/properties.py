@@ -241,12 +241,23 @@ def _credential_set(run: FlowRun, _: str, value: Any) -> None:
     run.credential = dict(value) if value is not None else None
 
 
-# options that hold credentials are not readable from workflows
-_SENSITIVE_OPTION_WORDS = ("auth", "pass", "secret", "token", "key", "cookie")
+# Options that hold, or may hold, credentials are not readable from
+# workflows: by name (upstream_auth, proxyauth, web_password,
+# stickyauth, stickycookie, any *key*/*token*/*secret*/*cert* option)...
+_SENSITIVE_OPTION_WORDS = ("auth", "pass", "secret", "token", "key", "cookie", "cert")
+# ...and these, whose values are free text a user may put a credential in
+# (an Authorization header, a body, a URL with user info) or name key files
+_SENSITIVE_OPTIONS = frozenset({"modify_headers", "modify_body", "map_remote", "map_local", "client_certs", "certs"})
+
+
+def refused_option(key: str) -> bool:
+    """Whether `kong.configuration.<key>` is refused (may hold credentials)."""
+    low = key.lower()
+    return low in _SENSITIVE_OPTIONS or any(word in low for word in _SENSITIVE_OPTION_WORDS)
 
 
 def _configuration(run: FlowRun, key: str) -> Any:
-    if any(word in key.lower() for word in _SENSITIVE_OPTION_WORDS):
+    if refused_option(key):
         raise NodeError(f"kong.configuration.{key}: the option may hold credentials and is not readable")
     try:
         return run.services.option(key)

@@ -29,8 +29,10 @@ from .trace import (
     NODE_SKIPPED,
     PLAN_COMPLETE,
     PLAN_ERROR,
+    Redactor,
     Trace,
 )
+from .taint import strings
 
 if TYPE_CHECKING:
     import aiohttp
@@ -92,6 +94,10 @@ def _default_option(name: str) -> Any:
         raise KeyError(name) from None
 
 
+class RunAborted(Exception):
+    """The run was given up from outside (its client disconnected)."""
+
+
 class WorkflowFailed(Exception):
     def __init__(self, index: int | None, name: str, node_type: str, message: str) -> None:
         super().__init__(message)
@@ -146,6 +152,7 @@ class FlowRun:
         # (O(n) per completion, O(n^2) for a fan-out of n calls).
         self._finished: deque[asyncio.Task] = deque()
         self._wakeup: asyncio.Future[None] | None = None
+        self.aborted: str | None = None  # why the run was given up, if it was
 
     # -- public --------------------------------------------------------------
 
@@ -182,6 +189,8 @@ class FlowRun:
                             await self._wakeup
                         finally:
                             self._wakeup = None
+                    if self.aborted is not None:
+                        raise RunAborted(self.aborted)
                     while finished:
                         task = finished.popleft()
                         i = tasks.pop(task, None)
@@ -192,7 +201,7 @@ class FlowRun:
                         except Exception as e:  # noqa: BLE001 - any node failure fails the plan
                             self._fail(i, e)
                         self._complete(i, result, ready)
-        except WorkflowFailed:
+        except (WorkflowFailed, RunAborted):
             await self._drain()
             raise
         except asyncio.CancelledError:
@@ -202,6 +211,46 @@ class FlowRun:
     def _task_done(self, task: asyncio.Task) -> None:
         """Done-callback of every node task: queue it and wake run_phase."""
         self._finished.append(task)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def redactor(self) -> Redactor:
+        """The workflow's vault values and, as this run computed them, the
+        strings derived from them (taint.py): for free text such as error
+        messages and log lines. Built on demand (failures, not every run)."""
+        derived: list[str] = []
+        plan = self.plan
+        for j, ports in enumerate(plan.secret_outputs):
+            out = self.values[j]
+            if not ports or not out:
+                continue
+            derived.extend(strings([v for k, v in out.items() if k in ports]))
+        if not derived:
+            return self.workflow.redactor
+        return Redactor([*self.workflow.redactor.secrets, *derived])
+
+    def inputs_of(self, i: int) -> dict[str, Any]:
+        """The inputs node `i` received (gathered again from the values)."""
+        return self._gather(i)
+
+    @property
+    def waiting(self) -> bool:
+        """Node tasks are in flight (a phase awaits them)."""
+        return bool(self._tasks)
+
+    def abort(self, reason: str) -> None:
+        """Give the run up now, from outside the phase that awaits it: node
+        tasks are cancelled (their I/O closes as they unwind) and the phase
+        raises RunAborted instead of waiting for them."""
+        if self.aborted is not None:
+            return
+        self.aborted = reason
+        for task, i in list(self._tasks.items()):
+            task.cancel()
+            self._cancelled.append(task)
+            self._set(i, NODE_CANCELED, "cancel")
+        self._tasks.clear()
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
@@ -243,7 +292,7 @@ class FlowRun:
         try:
             inputs = self._gather(i)
             if self.trace is not None:
-                self.trace.event(node.name, node.type_name, "run", inputs)
+                self.trace.event(node.name, node.type_name, "run", inputs, self.plan.secret_inputs[i])
             self.status[i] = NODE_RUNNING
             result = node.run(inputs, self)
         except Exception as e:  # noqa: BLE001
@@ -274,7 +323,7 @@ class FlowRun:
         self.values[i] = result if result is not None else {}
         self.status[i] = NODE_COMPLETE
         if self.trace is not None:
-            self.trace.event(node.name, node.type_name, "complete", self.values[i], node.secret_outputs())
+            self.trace.event(node.name, node.type_name, "complete", self.values[i], self.plan.secret_outputs[i])
         for name in skip:
             j = self.plan.by_name.get(name)
             if j is not None:
@@ -309,7 +358,7 @@ class FlowRun:
         else:
             message = f"{type(error).__name__}: {error}"
             logger.error("Datakit: node %r crashed", node.name, exc_info=error)
-        message = self.workflow.redactor.text(message)
+        message = self.redactor().text(message)
         self.errors[i] = message
         self._set(i, NODE_ERROR, "fail", {"error": message})
         for task, j in self._tasks.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
 from .codecs import json_type
@@ -76,11 +76,11 @@ class Trace:
         self.ended_wall: float | None = None
         self.events: list[dict[str, Any]] = []
 
-    def event(self, name: str, node_type: str, action: str, values: Mapping[str, Any] | None = None, secret_ports: Iterable[str] = ()) -> None:
-        secret = set(secret_ports)
+    def event(self, name: str, node_type: str, action: str, values: Mapping[str, Any] | None = None, secret_ports: Container[str] = ()) -> None:
+        """`secret_ports`: keys of `values` derived from a secret (shown redacted)."""
         entries = []
         for key, value in (values or {}).items():
-            shown = REDACTED if key in secret else self.redactor.value(_plain(value))
+            shown = REDACTED if key in secret_ports else self.redactor.value(_plain(value))
             entries.append({"key": key, "type": json_type(value), "value": shown})
         self.events.append({
             "name": name,

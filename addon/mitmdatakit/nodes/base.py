@@ -135,6 +135,10 @@ class Node:
     partial_inputs: ClassVar[bool] = False
     """Run even when some inputs come from skipped nodes (the implicit sinks)."""
 
+    writes: ClassVar[str | None] = None
+    """"request" or "response": the node writes its `headers`, `body` (and
+    `query`) inputs into that message (scrub.py keeps secrets out of records)."""
+
     def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         self.spec = spec
         self.name = spec.name

@@ -10,6 +10,7 @@ from .base import Node, Ports, PortType, register
 @register
 class ExitNode(Node):
     type_name = "exit"
+    writes = "response"
     schema = {
         "properties": {
             "status": {"type": "integer", "minimum": 200, "maximum": 599, "default": 200, "description": "HTTP status of the answer."},

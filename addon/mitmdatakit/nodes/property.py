@@ -7,7 +7,7 @@ from typing import Any
 
 from ..codecs import json_type
 from ..errors import NodeError
-from ..properties import FAMILIES, PROPERTIES, lookup
+from ..properties import FAMILIES, PROPERTIES, lookup, refused_option
 from .base import SELF, Node, Phase, Ports, PortType, register
 
 CONTENT_TYPES = ("application/json", "application/octet-stream", "text/plain")
@@ -33,6 +33,9 @@ class PropertyNode(Node):
             known = ", ".join([*sorted(PROPERTIES), *(f"{p}*" for p in FAMILIES)])
             raise self.config_error(f"unknown property {self.property_name!r} (supported: {known})", field="property")
         self.prop, self.key = found
+        if self.prop is FAMILIES["kong.configuration."] and refused_option(self.key):
+            raise self.config_error(
+                f"property {self.property_name!r}: the option may hold credentials and is not readable", field="property")
         self.content_type = self.attr("content_type")
         self.non_nil = bool(self.attr("non_nil", False))
         self.setting = False  # decided in connected(): an input makes it a set

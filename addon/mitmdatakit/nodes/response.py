@@ -12,6 +12,7 @@ class ResponseNode(Node):
     type_name = "response"
     implicit = True
     partial_inputs = True
+    writes = "response"
 
     writes_body = True
 

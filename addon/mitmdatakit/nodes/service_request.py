@@ -14,6 +14,7 @@ class ServiceRequestNode(Node):
     type_name = "service_request"
     implicit = True
     partial_inputs = True
+    writes = "request"
 
     writes_body = True
 

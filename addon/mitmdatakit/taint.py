@@ -1,0 +1,94 @@
+"""Which values of a run derive from a secret, decided on the graph.
+
+A node's output ports are secret when the node declares them so
+(`secret_outputs()`: the vault) or when any of its inputs is fed,
+directly or through other nodes, from a secret port. Conservative: one
+secret input makes every output of the node secret (a jq filter may mix
+anything into anything). Only the inputs that are fed from a secret are
+marked on the input side, so the clean inputs of a run stay visible.
+
+Taint follows connections only. Values that travel outside the graph
+(`kong.ctx.*` properties, the cache) are left to the string redactor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .graph import Conn
+
+
+class _AllPorts:
+    """Every port (a port set that contains any name)."""
+
+    def __contains__(self, port: object) -> bool:
+        return True
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "ALL_PORTS"
+
+
+ALL_PORTS: Any = _AllPorts()
+NO_PORTS: frozenset[str] = frozenset()
+
+
+def _from_secret(c: Conn, secret_out: Sequence[Any]) -> bool:
+    ports = secret_out[c.src]
+    if not ports:
+        return False
+    if c.src_port is None:  # the node-wise value holds every port
+        return True
+    return c.src_port in ports
+
+
+def secret_ports(nodes: Sequence[Any], inputs: Sequence[Sequence[Conn]], order: Sequence[int]) -> tuple[list[Any], list[Any]]:
+    """(secret output ports, secret input ports) per node index."""
+    n = len(nodes)
+    secret_out: list[Any] = [NO_PORTS] * n
+    secret_in: list[Any] = [NO_PORTS] * n
+    for i in order:
+        tainted: set[str] = set()
+        everything = False
+        for c in inputs[i]:
+            if _from_secret(c, secret_out):
+                if c.dst_port is None:
+                    everything = True  # spread over the target's ports
+                else:
+                    tainted.add(c.dst_port)
+        if everything:
+            secret_in[i] = ALL_PORTS
+        elif tainted:
+            secret_in[i] = frozenset(tainted)
+        if everything or tainted:
+            secret_out[i] = ALL_PORTS
+        else:
+            secret_out[i] = frozenset(nodes[i].secret_outputs())
+    return secret_out, secret_in
+
+
+# Derived strings shorter than this are not searched for in free text
+# (messages): redacting every "ab" would wreck messages, and such short
+# values carry little of a secret. Vault values themselves are always
+# redacted, whatever their length.
+MIN_DERIVED_LENGTH = 4
+
+
+def strings(value: Any) -> Iterator[str]:
+    """The string leaves of a value (not its keys: names like `body`)."""
+    if isinstance(value, str):
+        if len(value) >= MIN_DERIVED_LENGTH:
+            yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from strings(v)
+
+
+__all__ = ["ALL_PORTS", "MIN_DERIVED_LENGTH", "NO_PORTS", "secret_ports", "strings"]

@@ -1,0 +1,235 @@
+"""Reliability, secrets: vault values and what a workflow derives from them
+stay out of log lines, traces, flow files and `datakit run` output.
+
+Traffic is left as it is: a header, query value or body a workflow builds
+from a secret reaches the upstream for real; the recorded flow (`-w` flow
+files, mitmdump's flow log line at any `flow_detail`) shows `[REDACTED]`
+in its place, since Datakit scrubs the request after sending it and before
+mitmproxy's Save and dumper addons record it (scrub.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from mitmproxy import io as mitm_io
+
+from mitmdatakit.cli import main
+from tests.harness import Reply, free_port
+from tests.reliability._support import write_workflows
+
+SECRET = "s3cr3t-Zq9XvW"
+DERIVED = base64.b64encode(f"user:{SECRET}".encode()).decode()
+BEARER = f"Bearer {SECRET}"
+CLEAN = "visible-clean-value"
+VAULT = {"vault": {"token": "{vault://env/DK_SECRET_TEST}"}}
+TRACE_ON = {"X-DataKit-Debug-Trace": "true"}
+
+
+def _workflows(closed_port: int) -> dict[str, dict]:
+    return {
+        # a call to a URL built from the secret fails (nothing listens)
+        "leak": {"match": {"paths": ["/leak"]}, "debug": True, "resources": VAULT, "nodes": [
+            {"name": "URL", "type": "jq", "inputs": {"token": "vault.token"},
+             "jq": f'"http://127.0.0.1:{closed_port}/api/" + .token + "?key=" + .token'},
+            {"name": "CALL", "type": "call", "url": "http://127.0.0.1/", "inputs": {"url": "URL"}},
+            {"name": "EXIT", "type": "exit", "inputs": {"body": "CALL.body"}},
+        ]},
+        # values derived from the secret (base64, concatenation) next to a
+        # clean one; only the clean one reaches the client
+        "derive": {"match": {"paths": ["/derive"]}, "debug": True, "resources": VAULT, "nodes": [
+            {"name": "AUTH", "type": "jq", "inputs": {"token": "vault.token"},
+             "jq": '{basic: ("user:" + .token | @base64), bearer: ("Bearer " + .token)}'},
+            {"name": "CLEAN", "type": "static", "values": {"label": CLEAN}},
+            {"name": "MIX", "type": "jq", "inputs": {"auth": "AUTH", "clean": "CLEAN.label"}, "jq": ".clean"},
+            {"name": "EXIT", "type": "exit", "inputs": {"body": "MIX"}},
+        ]},
+    }
+
+
+def _no_secret(text: str, where: str) -> None:
+    for value in (SECRET, DERIVED, BEARER):
+        assert value not in text, f"{value!r} leaked into {where}"
+
+
+def _start(tmp_path, start_mitmdump, args=()):
+    cfg = write_workflows(tmp_path / "wf", _workflows(free_port()))
+    return start_mitmdump(cfg, env={"DK_SECRET_TEST": SECRET}, args=list(args))
+
+
+def test_failure_log_and_flow_file_hold_no_secret(tmp_path, start_mitmdump):
+    flows_out = tmp_path / "flows.out"
+    mitm = _start(tmp_path, start_mitmdump, args=["-w", str(flows_out)])
+    with mitm.client() as c:
+        r = c.get("http://api.test/leak")
+        assert r.status_code == 500
+        _no_secret(r.text, "the error body")
+        traced = c.get("http://api.test/leak", headers=TRACE_ON)
+        assert traced.status_code == 500
+        derive = c.get("http://api.test/derive", headers=TRACE_ON)
+        assert derive.status_code == 200
+    mitm.wait_for_log(r"workflow 00-leak failed at node 'CALL'")
+    mitm.stop()
+
+    log = mitm.log_text()
+    assert "failed at node 'CALL'" in log
+    _no_secret(log, "the mitmdump log")
+    assert "/api/[REDACTED]" in log  # the call's URL, named but redacted
+
+    raw = flows_out.read_bytes()
+    with flows_out.open("rb") as f:
+        flows = list(mitm_io.FlowReader(f).stream())
+    assert len(flows) == 3
+    assert all("datakit" in f.metadata for f in flows)
+    assert all(f.comment.startswith("datakit:") for f in flows)
+    for flow in flows:
+        _no_secret(json.dumps(flow.metadata, default=str) + flow.comment, "flow metadata or comment")
+    _no_secret(raw.decode("utf-8", "replace"), "the flow file")
+    assert CLEAN.encode() in raw
+
+
+def test_debug_trace_redacts_derived_values_and_shows_clean_ones(tmp_path, start_mitmdump):
+    mitm = _start(tmp_path, start_mitmdump)
+    with mitm.client() as c:
+        r = c.get("http://api.test/derive", headers=TRACE_ON)
+    assert r.status_code == 200
+    trace = r.json()
+    _no_secret(r.text, "the trace")
+    events = {(e["name"], e["action"]): {v["key"]: v["value"] for v in e["values"]} for e in trace["events"]}
+    # tracked through the graph: AUTH derives from the vault, so do its
+    # outputs and MIX's `auth` input; MIX's clean input stays visible
+    assert set(events[("AUTH", "complete")].values()) == {"[REDACTED]"}
+    assert events[("MIX", "run")] == {"auth": "[REDACTED]", "clean": CLEAN}
+    assert events[("CLEAN", "complete")] == {"label": CLEAN}
+
+
+def test_datakit_run_output_holds_no_secret(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DK_SECRET_TEST", SECRET)
+    cfg = write_workflows(tmp_path / "wf", _workflows(free_port()))
+    for path in ("/leak", "/derive"):
+        code = main(["run", str(cfg), "--request", f"http://api.test{path}", "--trace"])
+        captured = capsys.readouterr()
+        assert code in (0, 1), captured
+        _no_secret(captured.out + captured.err, f"`datakit run` output for {path}")
+        assert "[REDACTED]" in captured.out
+
+
+# -- the traffic a workflow writes from a secret ---------------------------------
+
+CLIENT_HEADER = "client-sent-visible"
+STATIC_QUERY = "static-visible"
+
+
+def _writer_nodes() -> list[dict]:
+    """Writes the secret into the service request three ways: a Bearer
+    header, a base64 query value, a JSON body; next to clean values."""
+    return [
+        {"name": "BEARER", "type": "jq", "inputs": {"token": "vault.token"}, "jq": '"Bearer " + .token',
+         "output": "service_request.headers.authorization"},
+        {"name": "BASIC", "type": "jq", "inputs": {"token": "vault.token"}, "jq": '"user:" + .token | @base64',
+         "output": "service_request.query.sig"},
+        {"name": "PLAIN", "type": "static", "values": {"page": STATIC_QUERY}, "outputs": {"page": "service_request.query.page"}},
+        {"name": "BODY", "type": "jq", "inputs": {"token": "vault.token"}, "jq": "{password: .token}",
+         "output": "service_request.body"},
+    ]
+
+
+def _traffic_workflows(closed_port: int) -> dict[str, dict]:
+    return {
+        # proxied: the upstream gets the real values
+        "send": {"match": {"paths": ["/send"]}, "resources": VAULT, "nodes": _writer_nodes()},
+        # answered before proxying: the request was written, never sent
+        "exit": {"match": {"paths": ["/exit"]}, "resources": VAULT, "nodes": [
+            *_writer_nodes(),
+            {"name": "EXIT", "type": "exit", "status": 203, "inputs": {"body": "PLAIN.page"}},
+        ]},
+        # a failing call after the request was written: the 500 answer
+        "fail": {"match": {"paths": ["/fail"]}, "resources": VAULT, "nodes": [
+            *_writer_nodes(),
+            {"name": "CALL", "type": "call", "url": f"http://127.0.0.1:{closed_port}/down"},
+        ]},
+    }
+
+
+def _no_derived(text: str, where: str) -> None:
+    _no_secret(text, where)
+    assert json.dumps({"password": SECRET}) not in text, f"the body leaked into {where}"
+
+
+def test_traffic_reaches_upstream_but_records_are_scrubbed(tmp_path, make_mock_server, start_mitmdump):
+    mock = make_mock_server()
+    mock.route("*", "/send", Reply(body="upstream-answer"))  # not the default echo: it would echo the secret back
+    closed = free_port()
+    flows_out = tmp_path / "flows.out"
+    cfg = write_workflows(tmp_path / "wf", _traffic_workflows(free_port()))
+    mitm = start_mitmdump(cfg, env={"DK_SECRET_TEST": SECRET},
+                          args=["-w", str(flows_out), "--set", "flow_detail=3"])
+    client_headers = {"X-Client": CLIENT_HEADER}
+    with mitm.client() as c:
+        sent = c.get(mock.url_for("/send"), headers=client_headers)
+        exited = c.get(mock.url_for("/exit"), headers=client_headers)
+        failed = c.get(mock.url_for("/fail"), headers=client_headers)
+        # the upstream is down: mitmproxy's own error (502), after sending
+        unreachable = c.get(f"http://127.0.0.1:{closed}/send", headers=client_headers)
+    assert sent.status_code == 200 and sent.text == "upstream-answer"
+    assert exited.status_code == 203 and exited.text == STATIC_QUERY
+    assert failed.status_code == 500
+    assert unreachable.status_code == 502
+    mitm.wait_for_log(r"workflow 02-fail failed at node 'CALL'")
+    mitm.stop()
+
+    # the wire: only the proxied flow reached the upstream, with the real values
+    assert len(mock.requests) == 1
+    got = mock.requests[0]
+    assert got.header("authorization") == BEARER
+    assert got.query == {"sig": [DERIVED], "page": [STATIC_QUERY]}
+    assert got.json() == {"password": SECRET}
+    assert got.header("x-client") == CLIENT_HEADER
+
+    # the flow file: every flow's request scrubbed, clean values kept
+    raw = flows_out.read_bytes()
+    _no_derived(raw.decode("utf-8", "replace"), "the flow file")
+    with flows_out.open("rb") as f:
+        flows = {f.request.path.split("?")[0] + f":{f.request.port}": f for f in mitm_io.FlowReader(f).stream()}
+    assert len(flows) == 4, list(flows)
+    for flow in flows.values():
+        req = flow.request
+        assert req.headers["authorization"] == "[REDACTED]", flow
+        assert req.headers["x-client"] == CLIENT_HEADER
+        assert req.query.get("page") == STATIC_QUERY
+        assert "sig=[REDACTED]" in req.path
+        assert req.get_content() == b"[REDACTED]"
+    assert flows[f"/send:{closed}"].error is not None
+
+    # mitmdump's flow lines, headers and bodies (flow_detail=3)
+    log = mitm.log_text()
+    _no_derived(log, "the mitmdump log at flow_detail=3")
+    assert "sig=[REDACTED]" in log and "authorization: [REDACTED]" in log
+    assert CLIENT_HEADER in log and STATIC_QUERY in log
+
+
+def test_response_built_from_a_secret_reaches_the_client_and_warns_at_load(tmp_path, start_mitmdump):
+    cfg = write_workflows(tmp_path / "wf", {"echo": {"match": {"paths": ["/echo"]}, "resources": VAULT, "nodes": [
+        {"name": "EXIT", "type": "exit", "inputs": {"body": "vault.token"}},
+    ]}})
+    mitm = start_mitmdump(cfg, env={"DK_SECRET_TEST": SECRET})
+    with mitm.client() as c:
+        r = c.get("http://api.test/echo")
+    assert r.status_code == 200 and r.text == SECRET  # the workflow asked for it
+    mitm.stop()
+    log = mitm.log_text()
+    assert "workflow 00-echo sends values derived from a vault secret to the client ('EXIT')" in log
+
+
+def test_datakit_run_redacts_the_service_request_it_prints(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DK_SECRET_TEST", SECRET)
+    cfg = write_workflows(tmp_path / "wf", _traffic_workflows(free_port()))
+    code = main(["run", str(cfg), "--request", "http://api.test/send"])
+    captured = capsys.readouterr()
+    assert code == 0, captured
+    _no_derived(captured.out + captured.err, "`datakit run` output")
+    printed = json.loads(captured.out)["service_request"]
+    assert printed["headers"]["authorization"] == "[REDACTED]"
+    assert printed["body"] == "[REDACTED]"
+    assert printed["url"] == f"http://api.test/send?sig=[REDACTED]&page={STATIC_QUERY}"
