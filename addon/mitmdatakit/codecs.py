@@ -256,10 +256,25 @@ def decode_body(content: bytes | None, content_type: str | None, *, strict: bool
     return bytes_to_text(content)
 
 
+class TypedText(str):
+    """A string that knows its media type, so a body written from it gets that
+    Content-Type when the headers input sets none (Kong: `json_to_xml` output
+    reaching a body is `application/xml`). jq and other transformations give
+    plain strings again, and the hint is gone with them."""
+
+    content_type: str
+
+    def __new__(cls, text: str, content_type: str) -> TypedText:
+        obj = super().__new__(cls, text)
+        obj.content_type = content_type
+        return obj
+
+
 def encode_body(value: Any, content_type: str | None) -> tuple[bytes, str | None]:
     """A body value → (bytes, content type to set or None to keep).
 
-    Strings are sent as they are. Other values are JSON-encoded and get
+    Strings are sent as they are (a `TypedText` gets its own content type
+    unless `content_type` is given). Other values are JSON-encoded and get
     `application/json` unless `content_type` (what the headers input sets)
     is already given; an object body with a form content type is
     form-encoded instead.
@@ -267,7 +282,8 @@ def encode_body(value: Any, content_type: str | None) -> tuple[bytes, str | None
     if value is None:
         return b"", None
     if isinstance(value, str):
-        return text_to_bytes(value), None
+        hint = value.content_type if isinstance(value, TypedText) and not content_type else None
+        return text_to_bytes(value), hint
     if isinstance(value, bytes):
         return value, None
     if is_form_type(content_type) and isinstance(value, Mapping):

@@ -521,8 +521,9 @@ def sign(
 
     Claims are the `claims` input overlaid with `static_claims` (static wins);
     `iat` is always now; `exp` is now + `expires_in` unless the claims carry
-    one (`expires_in` 0 adds none); `nbf` is now + `not_before` when that is
-    non-zero and the claims carry none.
+    one (`expires_in` 0 adds none); `nbf` is now + `not_before` (default 0:
+    now) unless the claims carry one (Kong: "Automatically adds `iat`, `exp`,
+    and `nbf` time claims").
     """
     alg = _checked_alg(algorithm)
     if claims is not None and not isinstance(claims, Mapping):
@@ -549,8 +550,8 @@ def sign(
     payload["iat"] = issued_at
     if "exp" not in payload and expires_in:
         payload["exp"] = issued_at + int(expires_in)
-    if "nbf" not in payload and not_before:
-        payload["nbf"] = issued_at + int(not_before)
+    if "nbf" not in payload:
+        payload["nbf"] = issued_at + int(not_before or 0)
     for name in ("exp", "nbf"):
         if name in payload:
             try:

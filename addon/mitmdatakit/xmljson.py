@@ -10,9 +10,10 @@ XML -> JSON (`xml_to_json`)
   `<root><a>1</a></root>` -> `{"root": {"a": 1}}`.
 * Names are kept as written, namespace prefixes included (`soap:Envelope`);
   namespace declarations are ordinary attributes (`xmlns:soap`).
-* An element with neither attributes nor child elements becomes its text
-  (`""` when empty), unless `text_as_property` is set: then it becomes
-  `{text_block_name: text}` (`{}` when empty).
+* An element with neither attributes nor child elements becomes its text,
+  unless `text_as_property` is set: then it becomes `{text_block_name: text}`.
+  An empty element (`<a/>`, `<a></a>`, whitespace only) becomes `{}` (Kong:
+  "Empty XML tags or elements are converted into empty JSON objects").
 * Any other element becomes an object: its attributes, then its text under
   `text_block_name` (when there is any), then its child elements by name.
   Child elements with the same name become a list, in document order, even
@@ -51,7 +52,9 @@ JSON -> XML (`json_to_xml`)
   does a list at the top.
 * Scalars are written as JSON writes them: `true`, `false`, `null`, numbers,
   strings as they are. An empty object, empty string or empty list gives an
-  empty element (an empty list as a child: no element at all).
+  empty element (Kong: "Empty string, empty array, and empty object values
+  are converted into empty XML elements"); an empty list as a child gives one
+  empty element.
 * No XML declaration is written. Names that are not valid XML names and
   characters XML 1.0 cannot carry (most control characters) are errors.
 
@@ -63,8 +66,9 @@ XML -> JSON -> XML gives an equivalent document when attributes are marked
 sibling elements are regrouped by name, text moves before child elements,
 surrounding whitespace of text is dropped and numbers are written in canonical
 form (`1.50` comes back as `1.5`). JSON -> XML -> JSON gives the original
-value when strings do not look like numbers, booleans or `null`, lists have at
-least two items and do not directly contain lists, and objects are not empty.
+value when strings are not empty and do not look like numbers, booleans or
+`null`, and lists have at least two items and do not directly contain lists
+(`""` and `[]` come back as `{}`, the empty element's value).
 
 Safety
 ======
@@ -305,7 +309,8 @@ def xml_to_json(
         pieces.extend(child.tail or "" for child in children)
         content = "".join(pieces).strip(_XML_SPACE)
         if not attrib and not children and not text_as_property:
-            return _recognize(content, recognize_type)
+            # Kong: "Empty XML tags or elements are converted into empty JSON objects."
+            return _recognize(content, recognize_type) if content else {}
         obj: dict[str, Any] = {}
         if attrib:
             attributes = {
@@ -412,7 +417,7 @@ def json_to_xml(
                     text += _scalar_text(item, f"{path}.{key}")
                 elif is_attribute_key(key):
                     attribute(key[len(prefix) :], item, attrs, path)
-                elif not (isinstance(item, (list, tuple)) and not item):  # [] gives nothing
+                else:
                     children.append((key, item, True))
         elif isinstance(val, (list, tuple)):
             children.extend((_ITEM, item, False) for item in val)
@@ -429,7 +434,7 @@ def json_to_xml(
         out.append(escape(text, _TEXT_ESCAPES))
         for child_name, child_val, expand in children:
             child_path = f"{path}.{child_name}"
-            if expand and isinstance(child_val, (list, tuple)):
+            if expand and isinstance(child_val, (list, tuple)) and child_val:  # [] below: empty element
                 for index, item in enumerate(child_val):
                     element(child_name, item, depth + 1, f"{child_path}[{index}]")
             else:

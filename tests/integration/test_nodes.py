@@ -172,7 +172,7 @@ def workflows(api: str, redis_port: int, dead_port: int) -> dict[str, dict[str, 
         "xml-xpath": wf(
             "xml-xpath",
             [
-                {"name": "X2J", "type": "xml_to_json", "input": "request.body", "xpath": "//book[@lang='en']/title"},
+                {"name": "X2J", "type": "xml_to_json", "input": "request.body", "attributes_name_prefix": "@", "xpath": "//book[@lang='en']/title"},
                 {"name": "EXIT", "type": "exit", "inputs": {"body": "X2J"}},
             ],
             debug=True,

@@ -171,7 +171,7 @@ BAD = [
     (wf(dict(J, name="A", output="service_request.headers.X-A"), dict(J, name="B", output="service_request.headers.x-a")),
      ['conflicts with existing connection ("A" -> "service_request")']),
     (wf(dict(J, name="A", output="service_request.query.Q"), dict(J, name="B", output="service_request.query.q")), []),
-    (wf({"name": "E", "type": "exit", "input": "X"}, {"name": "X", "type": "xml_to_json"}), []),  # any -> object is fine
+    (wf({"name": "E", "type": "exit", "input": "X"}, {"name": "X", "type": "xml_to_json", "attributes_name_prefix": "-"}), []),  # any -> object is fine
     (wf(dict(CALL, inputs={"url": "request.port"})), ["type mismatch: number -> string"]),
     (wf({"name": "S", "type": "static", "values": {"headers": "oops"}}, dict(CALL, input="S")), ["static value for 'headers' is not a map"]),
     (wf({"name": "S", "type": "static", "values": {"u": 5}}, dict(CALL, inputs={"url": "S.u"})), ["static value for 'url' is not a string"]),
@@ -218,10 +218,10 @@ BAD = [
     (wf({"name": "E", "type": "exit"}, resources={"vault": {"t": "{vault://env/DK_SURELY_UNSET_VAR_X}"}}), ["field 'resources.vault.t'", "DK_SURELY_UNSET_VAR_X"]),
     (wf(dict(J, input="vault.token")), ["node #0 'J' (jq)", "field 'input'", "node 'vault' has no output port 'token'"]),
     (wf({"name": "X", "type": "xml_to_json", "attributes_block_name": "#text"}), ["node #0 'X' (xml_to_json)", "field 'attributes_block_name'", "must differ"]),
-    (wf({"name": "X", "type": "xml_to_json", "xpath": "//a[@"}), ["node #0 'X' (xml_to_json)", "field 'xpath'"]),
+    (wf({"name": "X", "type": "xml_to_json", "attributes_name_prefix": "-", "xpath": "//a[@"}), ["node #0 'X' (xml_to_json)", "field 'xpath'"]),
     (wf({"name": "X", "type": "xml_to_json", "recognize_type": "yes"}), ["node #0 'X' (xml_to_json)", "field 'recognize_type'"]),
     (wf({"name": "X", "type": "xml_to_json", "text_as_property": 1}), ["node #0 'X' (xml_to_json)", "field 'text_as_property'"]),
-    (wf({"name": "X", "type": "xml_to_json", "input": "request.headers"}), ["node #0 'X' (xml_to_json)", "field 'input'", "type mismatch: map -> string"]),
+    (wf({"name": "X", "type": "xml_to_json", "attributes_name_prefix": "-", "input": "request.headers"}), ["node #0 'X' (xml_to_json)", "field 'input'", "type mismatch: map -> string"]),
     (wf({"name": "X", "type": "json_to_xml", "root_element_name": "1root"}), ["node #0 'X' (json_to_xml)", "field 'root_element_name'", "not a valid XML element name"]),
     (wf({"name": "X", "type": "json_to_xml", "attributes_block_name": "t", "text_block_name": "t"}), ["node #0 'X' (json_to_xml)", "field 'attributes_block_name'"]),
     (wf({"name": "X", "type": "json_to_xml", "depth": 3}), ["node #0 'X' (json_to_xml)", "field 'depth'", "unknown attribute"]),

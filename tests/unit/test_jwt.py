@@ -487,7 +487,7 @@ def test_sign_sets_iat_exp_static_claims_and_header():
     assert claims["env"] == "dev"
     assert before <= claims["iat"] <= after
     assert claims["exp"] == claims["iat"] + 300  # default expires_in
-    assert "nbf" not in claims
+    assert claims["nbf"] == claims["iat"]  # Kong adds nbf; not_before defaults to 0
     assert out["header"] == {"alg": "HS256", "typ": "JWT"}
     _, payload, _ = jwtkit.decode(out["token"])
     assert payload == claims

@@ -86,7 +86,7 @@ def test_spec_example_json_to_xml():
 
 
 def test_spec_example_through_nodes():
-    assert run(make("xml_to_json"), "<root><a>1</a></root>") == {"root": {"a": 1}}
+    assert run(make("xml_to_json", attributes_name_prefix="-"), "<root><a>1</a></root>") == {"root": {"a": 1}}
     assert run(make("json_to_xml"), {"root": {"a": 1}}) == "<root><a>1</a></root>"
 
 
@@ -127,7 +127,7 @@ def test_single_element_is_not_a_list():
         ("1e999", "1e999"),
         ("True", "True"),
         ("1 2", "1 2"),
-        ("", ""),
+        ("", {}),  # Kong: an empty element is an empty object
     ],
 )
 def test_recognize_type(text, value):
@@ -203,7 +203,7 @@ def test_kong_example_json_into_xml_with_prefix():
 
 def test_block_and_prefix_together():
     doc = '<a x="1"><b/></a>'
-    expected = {"a": {"#attr": {"@x": 1}, "b": ""}}
+    expected = {"a": {"#attr": {"@x": 1}, "b": {}}}
     assert x2j(doc, attributes_block_name="#attr", attributes_name_prefix="@") == expected
     assert (
         j2x(expected, attributes_block_name="#attr", attributes_name_prefix="@")
@@ -237,7 +237,7 @@ def test_text_as_property():
         }
     }
     assert x2j(doc, text_as_property=False, attributes_name_prefix="-") == {
-        "r": {"a": 1, "b": {"-x": "y", "#text": "t"}, "c": "", "d": {"e": 2}}
+        "r": {"a": 1, "b": {"-x": "y", "#text": "t"}, "c": {}, "d": {"e": 2}}
     }
 
 
@@ -253,7 +253,7 @@ def test_whitespace_comments_pis_and_cdata():
       </c>
     </r>
     """
-    assert x2j(doc) == {"r": {"a": "padded", "b": "<not> & markup", "c": ""}}
+    assert x2j(doc) == {"r": {"a": "padded", "b": "<not> & markup", "c": {}}}
 
 
 def test_entities_and_character_references():
@@ -304,7 +304,7 @@ def test_invalid_xml_is_a_clear_error():
 @pytest.mark.parametrize("value", [None, 12, {"a": 1}, ["<a/>"], b"<a/>"])
 def test_node_rejects_non_string_input(value):
     with pytest.raises(NodeError, match="xml_to_json input must be an XML string"):
-        run(make("xml_to_json"), value)
+        run(make("xml_to_json", attributes_name_prefix="-"), value)
 
 
 def test_too_deep_xml_is_rejected():
@@ -391,7 +391,7 @@ def test_xpath_without_match_is_a_node_error():
 )
 def test_unsupported_or_invalid_xpath_is_a_config_error(xpath):
     with pytest.raises(ConfigError) as info:
-        make("xml_to_json", xpath=xpath)
+        make("xml_to_json", xpath=xpath, attributes_name_prefix="-")
     assert info.value.field == "xpath"
     assert "xpath" in str(info.value)
     with pytest.raises(NodeError):
@@ -417,7 +417,7 @@ def test_single_key_object_is_the_root():
         (None, "<root>null</root>"),
         ({}, "<root/>"),
         ([], "<root/>"),
-        ({"a": [], "b": 1}, "<root><b>1</b></root>"),
+        ({"a": [], "b": 1}, "<root><a/><b>1</b></root>"),
     ],
 )
 def test_anything_else_is_wrapped_in_root(value, expected):
@@ -445,7 +445,17 @@ def test_scalars_are_written_as_json_writes_them():
 
 
 def test_empty_values():
-    assert j2x({"r": {"a": "", "b": {}}}) == "<r><a/><b/></r>"
+    # Kong: "Empty string, empty array, and empty object values are converted
+    # into empty XML elements"; and back, empty elements are empty objects.
+    assert j2x({"r": {"a": "", "b": {}, "c": []}}) == "<r><a/><b/><c/></r>"
+    assert x2j("<r><a/><b></b><c> </c></r>") == {"r": {"a": {}, "b": {}, "c": {}}}
+
+
+def test_xml_to_json_node_needs_an_attribute_convention():
+    with pytest.raises(ConfigError, match="one of attributes_block_name or attributes_name_prefix") as info:
+        make("xml_to_json")
+    assert info.value.field == "attributes_block_name"
+    assert make("xml_to_json", attributes_block_name="#attr").options["attributes_name_prefix"] is None
 
 
 def test_escaping_and_control_whitespace_round_trip():
@@ -497,7 +507,7 @@ def test_json_to_xml_node_decodes_string_input():
 def test_nodes_are_registered_with_ports():
     assert base._REGISTRY["xml_to_json"] is XmlToJsonNode
     assert base._REGISTRY["json_to_xml"] is JsonToXmlNode
-    x, j = make("xml_to_json"), make("json_to_xml")
+    x, j = make("xml_to_json", attributes_name_prefix="-"), make("json_to_xml")
     assert x.input_ports().type_of(SELF) is PortType.STRING
     assert x.output_ports().type_of(SELF) is PortType.ANY
     assert j.input_ports().type_of(SELF) is PortType.ANY
@@ -525,10 +535,10 @@ def test_schemas_list_kong_attributes():
 
 
 def test_defaults():
-    node = make("xml_to_json")
+    node = make("xml_to_json", attributes_name_prefix="-")
     assert node.options == {
         "attributes_block_name": None,
-        "attributes_name_prefix": None,
+        "attributes_name_prefix": "-",
         "text_block_name": "#text",
         "text_as_property": False,
         "recognize_type": True,
@@ -597,7 +607,7 @@ def assert_rejected_fast_and_flat(doc: str, **options):
     started = time.perf_counter()
     try:
         with pytest.raises(NodeError, match="DOCTYPE") as info:
-            run(make("xml_to_json", **options), doc)
+            run(make("xml_to_json", **{"attributes_name_prefix": "-", **options}), doc)
         elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -650,7 +660,7 @@ def test_external_entities_are_rejected_without_reading_files(secret):
     for doc in xxe_documents(secret):
         started = time.perf_counter()
         with pytest.raises(NodeError, match="DOCTYPE") as info:
-            run(make("xml_to_json"), doc)
+            run(make("xml_to_json", attributes_name_prefix="-"), doc)
         assert time.perf_counter() - started < 0.25
         assert "TOP-SECRET" not in str(info.value)
     assert _opened == []
@@ -772,7 +782,7 @@ text_values = json_scalars.filter(lambda v: v != "")
 def json_elements(draw, options, depth=0):
     """A JSON value that json_to_xml -> xml_to_json gives back unchanged."""
     if depth >= 3 or draw(st.booleans()):
-        return draw(json_scalars)
+        return draw(text_values)
     prefix = options.get("attributes_name_prefix") or ""
     block = options.get("attributes_block_name")
     text_key = options.get("text_block_name", "#text")
@@ -797,7 +807,7 @@ def json_elements(draw, options, depth=0):
     if obj and draw(st.booleans()):
         obj[text_key] = draw(text_values)
     if not obj:
-        return draw(json_scalars)
+        return draw(text_values)
     return obj
 
 

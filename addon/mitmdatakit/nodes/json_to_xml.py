@@ -1,7 +1,9 @@
 """`json_to_xml`: write a JSON value as an XML document string.
 
 A string input is taken as JSON text and decoded first (Kong: "JSON string or
-table"). Conventions: see `mitmdatakit.xmljson`.
+table"). Conventions: see `mitmdatakit.xmljson`. The output carries the media
+type `application/xml`, which a body it reaches gets when the headers input
+sets no Content-Type (Kong 3.13.0.10).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import json
 from typing import Any
 
 from .. import xmljson
+from ..codecs import TypedText
 from .base import SELF, Node, NodeError, NodeSpec, Ports, PortType, WorkflowInfo, register
 
+XML_MEDIA_TYPE = "application/xml"
 _NAME = {"type": "string", "minLength": 1, "maxLength": 32}
 
 
@@ -61,4 +65,4 @@ class JsonToXmlNode(Node):
                 value = json.loads(value)
             except ValueError as exc:
                 raise NodeError(f"json_to_xml input is a string that is not JSON: {exc}") from None
-        return {SELF: xmljson.json_to_xml(value, **self.options)}
+        return {SELF: TypedText(xmljson.json_to_xml(value, **self.options), XML_MEDIA_TYPE)}

@@ -19,7 +19,7 @@ class JwtSignNode(Node):
             "not_before": {"type": "integer"},
             "kid": {"type": "string"},
             "typ": {"type": "string"},
-            "static_claims": {"type": "object"},
+            "static_claims": {"type": "object", "additionalProperties": {"type": "string"}},
         },
         "required": ["algorithm"],
     }
@@ -46,6 +46,12 @@ class JwtSignNode(Node):
         static_claims = self.attr("static_claims", {})
         if not isinstance(static_claims, Mapping):
             raise self.config_error("'static_claims' must be a mapping", field="static_claims")
+        for claim, value in static_claims.items():
+            if not isinstance(value, str):  # Kong's schema: a map of strings
+                raise self.config_error(
+                    f"static claim {claim!r} must be a string (dynamic values go through the 'claims' input)",
+                    field="static_claims",
+                )
         self.static_claims = dict(static_claims)
 
     def _int_attr(self, key: str, default: int, minimum: int | None = None) -> int:

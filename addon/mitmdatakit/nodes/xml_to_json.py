@@ -38,6 +38,14 @@ class XmlToJsonNode(Node):
             "recognize_type": bool(self.attr("recognize_type", True)),
             "xpath": self.attr("xpath"),
         }
+        if self.options["attributes_block_name"] is None and self.options["attributes_name_prefix"] is None:
+            # Kong's node reference: "One of the `attributes_block_name` or
+            # `attributes_name_prefix` is required."
+            raise self.config_error(
+                "one of attributes_block_name or attributes_name_prefix is required "
+                "(where the element's attributes go)",
+                field="attributes_block_name",
+            )
         if self.options["attributes_block_name"] == self.options["text_block_name"]:
             raise self.config_error(
                 "attributes_block_name and text_block_name must differ "
