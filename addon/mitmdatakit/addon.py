@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, http
 
 from .config import load_path, workflow_files
 from .engine import Engine
 from .errors import ConfigError
+from .jq_pool import DEFAULT_TIMEOUT_MS as DEFAULT_JQ_TIMEOUT_MS
 from .runtime import Services
 from .workflow import Workflow
 
@@ -51,11 +52,18 @@ class Datakit:
             "datakit_debug", bool, False,
             "Enable Datakit tracing for every workflow, as if each had `debug: true`.",
         )
+        loader.add_option(
+            "datakit_jq_timeout", int, DEFAULT_JQ_TIMEOUT_MS,
+            "Time budget of one jq program run, in milliseconds; a program that runs longer "
+            "is killed and its node fails (the client gets a 500).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if not self._is_running and self.certs_dir and ctx.options.confdir == MITMPROXY_DEFAULT_CONFDIR:
             # keep the CA with the project (certs/), unless the user chose a confdir
             ctx.options.update(confdir=self.certs_dir)
+        if "datakit_jq_timeout" in updated and ctx.options.datakit_jq_timeout <= 0:
+            raise exceptions.OptionsError("datakit_jq_timeout must be a positive number of milliseconds")
         if "datakit_config" in updated:
             self._config_path = ctx.options.datakit_config
             self.reload(initial=not self._is_running)

@@ -18,19 +18,25 @@ import asyncio
 import errno
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from collections import deque
 from pathlib import Path
 
-from .jq_worker import BAD_RESULT, HELLO, JQ_ERROR, OK, REPLY, REQUEST
+from .jq_worker import BAD_RESULT, HELLO, JQ_ERROR, NICENESS, OK, REPLY, REQUEST
 
 logger = logging.getLogger("mitmdatakit")
 
 WORKER_SCRIPT = Path(__file__).resolve().with_name("jq_worker.py")
 DEFAULT_TIMEOUT_MS = 1000
 READ_CHUNK = 1 << 16
+
+
+# a worker starts (interpreter, libjq) at low priority too: respawns after
+# runaways must not take the CPU from the proxy
+_NICE = [_nice, "-n", str(NICENESS)] if (_nice := shutil.which("nice")) else []
 
 
 def default_pool_size() -> int:
@@ -64,7 +70,7 @@ class _Worker:
     def __init__(self, pool: JqPool) -> None:
         self.pool = pool
         self.proc = subprocess.Popen(
-            [sys.executable, "-P", str(WORKER_SCRIPT), str(os.getpid())],
+            [*_NICE, sys.executable, "-P", str(WORKER_SCRIPT), str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, close_fds=True,
         )
         self.wfd = self.proc.stdin.fileno()
@@ -162,7 +168,7 @@ class _Worker:
     def _overrun(self) -> None:
         self.timer = None
         job = self._finish()
-        self.kill()
+        self.kill(wait=False)
         _settle(job, error=JqTimeout(job.budget_ms))
         self.pool._lost(self)
 
@@ -180,28 +186,45 @@ class _Worker:
         """Busy for an event loop that is gone (an offline run ended)."""
         return self.job is not None and (self.loop is None or self.loop.is_closed())
 
-    def kill(self) -> int | None:
-        """Kill the process and reap it; returns its exit status."""
-        if self.dead:
+    def kill(self, wait: bool = True) -> int | None:
+        """Kill the process; with `wait`, reap it and return its exit status.
+        Without, it is reaped later from the loop: a killed runaway can take
+        milliseconds to release its memory, which must not stall every flow."""
+        if not self.dead:
+            self.dead = True
+            if self.job is not None:
+                self._finish()
+            if self.proc.poll() is None:
+                try:
+                    self.proc.kill()
+                except ProcessLookupError:
+                    pass
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        if self.proc.poll() is not None:
             return self.proc.returncode
-        self.dead = True
-        if self.job is not None:
-            self._finish()
-        if self.proc.poll() is None:
+        if wait:
             try:
-                self.proc.kill()
-            except ProcessLookupError:
-                pass
+                return self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not wait for the program
+                return None
+        self._reap_later()
+        return None
+
+    def _reap_later(self) -> None:
         try:
-            code = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not wait for the program
-            code = None
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
-        return code
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: Popen reaps it when the next child starts
+
+        def reap(delay: float) -> None:  # poll with backoff, up to a second apart
+            if self.proc.poll() is None and not loop.is_closed():
+                loop.call_later(delay, reap, min(delay * 2, 1.0))
+
+        loop.call_later(0.01, reap, 0.02)
 
 
 def _settle(job: _Job, result: bytes | None = None, error: BaseException | None = None) -> None:
@@ -222,6 +245,8 @@ class JqPool:
         self.workers: list[_Worker] = []
         self.free: list[_Worker] = []
         self.waiting: deque[_Job] = deque()
+        self.starting = 0  # workers being spawned
+        self._spawning: set[asyncio.Task] = set()
         self.closed = False
         self.replaced = 0  # workers killed (overrun or crash) and replaced
 
@@ -247,15 +272,45 @@ class JqPool:
     def _dispatch(self, job: _Job) -> None:
         for w in [w for w in self.workers if w.abandoned()]:
             self._remove(w)
-            w.kill()
-        if self.free:
-            self.free.pop().start(job)
-        elif len(self.workers) < self.size:
-            w = _Worker(self)
-            self.workers.append(w)
-            w.start(job)
-        else:
-            self.waiting.append(job)
+            w.kill(wait=False)
+        while self.free:
+            w = self.free.pop()
+            if w.proc.poll() is None:
+                w.start(job)
+                return
+            self._remove(w)  # died while idle (killed from outside): replace it
+            w.kill(wait=False)
+            self.replaced += 1
+        self.waiting.append(job)
+        if len(self.workers) + self.starting < self.size:
+            self._spawn()
+
+    def _spawn(self) -> None:
+        """Start a worker in a thread: Popen waits for the child's exec,
+        which takes milliseconds on a busy machine; the loop must not."""
+        self.starting += 1
+        task = asyncio.get_running_loop().create_task(self._start_worker())
+        self._spawning.add(task)
+        task.add_done_callback(self._spawning.discard)
+
+    async def _start_worker(self) -> None:
+        try:
+            worker = await asyncio.to_thread(_Worker, self)
+        except OSError as e:
+            self.starting -= 1
+            logger.error("Datakit: cannot start a jq worker: %s", e)
+            if self.waiting:
+                _settle(self.waiting.popleft(), error=JqWorkerFailed(f"cannot start a jq worker: {e}"))
+            return
+        except BaseException:
+            self.starting -= 1
+            raise
+        self.starting -= 1
+        if self.closed:
+            worker.kill()
+            return
+        self.workers.append(worker)
+        self._idle(worker)
 
     def _idle(self, worker: _Worker) -> None:
         while self.waiting:
@@ -268,13 +323,8 @@ class JqPool:
     def _lost(self, worker: _Worker) -> None:
         self._remove(worker)
         self.replaced += 1
-        if self.closed:
-            return
-        while self.waiting:  # the replacement takes the next waiting job
-            job = self.waiting.popleft()
-            if not job.future.done() and not job.future.get_loop().is_closed():
-                self._dispatch(job)
-                return
+        if not self.closed and len(self.workers) + self.starting < self.size:
+            self._spawn()  # replaced at once, warm for the next program
 
     def _remove(self, worker: _Worker) -> None:
         if worker in self.workers:

@@ -31,7 +31,7 @@ OK, JQ_ERROR, BAD_RESULT = 0, 1, 2
 # proxy that died without doing so (SIGALRM's default action ends us).
 BACKSTOP_FACTOR = 2
 BACKSTOP_EXTRA_S = 1.0
-NICENESS = 5  # let the proxy's event loop win the CPU against runaways
+NICENESS = 10  # let the proxy's event loop win the CPU against runaways
 
 
 def _die_with_parent(parent: int) -> None:
@@ -46,9 +46,13 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+MAX_MESSAGE = 1000  # jq quotes the input in some errors: keep logs readable
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE] + "..."
 
 
 @lru_cache(maxsize=512)  # compiled once per worker, keyed by the source text
