@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import nodes, proxy
+from . import guard_jq, nodes, proxy
 from .http_client import http_clients
 from .procs import REPO, workdir
 
@@ -34,6 +34,7 @@ BENCHES = {
     **{name: _proxy_bench(fn) for name, fn in proxy.ALL.items()},
     "nodes": lambda s, wd: nodes.node_costs(s),
     "http_client": lambda s, wd: http_clients(s, wd),
+    "guard_jq": guard_jq.run,
 }
 ALIASES = {"1": "overhead", "2": "handwritten", "3": "fanout", "4": "concurrency", "5": "memory", "6": "nodes"}
 
