@@ -18,7 +18,6 @@ import asyncio
 import errno
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,9 +33,11 @@ DEFAULT_TIMEOUT_MS = 1000
 READ_CHUNK = 1 << 16
 
 
-# a worker starts (interpreter, libjq) at low priority too: respawns after
-# runaways must not take the CPU from the proxy
-_NICE = [_nice, "-n", str(NICENESS)] if (_nice := shutil.which("nice")) else []
+# Workers run at the proxy's priority (a niced worker is starved by the
+# proxy's own load: ordinary jq work would queue). A program still running
+# after DEMOTE_AFTER_S is reniced, so runaways yield the CPU to the proxy;
+# as niceness cannot be lowered again, that worker is retired afterwards.
+DEMOTE_AFTER_S = 0.1
 
 
 def default_pool_size() -> int:
@@ -70,7 +71,7 @@ class _Worker:
     def __init__(self, pool: JqPool) -> None:
         self.pool = pool
         self.proc = subprocess.Popen(
-            [*_NICE, sys.executable, "-P", str(WORKER_SCRIPT), str(os.getpid())],
+            [sys.executable, "-P", str(WORKER_SCRIPT), str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, close_fds=True,
         )
         self.wfd = self.proc.stdin.fileno()
@@ -83,6 +84,8 @@ class _Worker:
         self.out = memoryview(b"")
         self.buf = bytearray()
         self.timer: asyncio.TimerHandle | None = None
+        self.demote_timer: asyncio.TimerHandle | None = None
+        self.demoted = False
         self.dead = False
 
     # -- running one job ---------------------------------------------------
@@ -100,7 +103,16 @@ class _Worker:
     def _start_clock(self) -> None:
         assert self.job is not None and self.loop is not None
         self.timer = self.loop.call_later(self.job.budget_ms / 1000, self._overrun)
+        if not self.demoted:
+            self.demote_timer = self.loop.call_later(DEMOTE_AFTER_S, self._demote)
 
+    def _demote(self) -> None:
+        self.demote_timer = None
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.proc.pid, NICENESS)
+            self.demoted = True
+        except OSError:
+            pass  # already gone
     def _write(self) -> None:
         try:
             while self.out:
@@ -149,7 +161,11 @@ class _Worker:
             message = payload.decode("utf-8", "replace")
             _settle(job, error=JqError(message) if status == JQ_ERROR else JqWorkerFailed(message))
             assert status in (JQ_ERROR, BAD_RESULT)
-        self.pool._idle(self)
+        if self.demoted:  # reniced for a long program: replace it with a fresh one
+            self.kill(wait=False)
+            self.pool._lost(self)
+        else:
+            self.pool._idle(self)
 
     def _finish(self) -> _Job:
         """Unhook from the loop; the job is over either way."""
@@ -157,6 +173,9 @@ class _Worker:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.demote_timer is not None:
+            self.demote_timer.cancel()
+            self.demote_timer = None
         if self.loop is not None and not self.loop.is_closed():
             self.loop.remove_reader(self.rfd)
             self.loop.remove_writer(self.wfd)

@@ -31,19 +31,7 @@ OK, JQ_ERROR, BAD_RESULT = 0, 1, 2
 # proxy that died without doing so (SIGALRM's default action ends us).
 BACKSTOP_FACTOR = 2
 BACKSTOP_EXTRA_S = 1.0
-NICENESS = 10  # let the proxy's event loop win the CPU against runaways
-
-
-def _die_with_parent(parent: int) -> None:
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: stdin EOF and the alarm still end us
-    if os.getppid() != parent:
-        os._exit(0)
+NICENESS = 10  # a long-running program yields the CPU to the proxy (set by the pool)
 
 
 MAX_MESSAGE = 1000  # jq quotes the input in some errors: keep logs readable
@@ -79,12 +67,9 @@ def _run(source: str, text: str) -> tuple[int, bytes]:
 
 
 def main() -> None:
-    if len(sys.argv) > 1:
-        _die_with_parent(int(sys.argv[1]))
-    try:
-        os.nice(NICENESS)
-    except OSError:
-        pass
+    # No PR_SET_PDEATHSIG: it fires when the *thread* that spawned us ends
+    # (the pool spawns from short-lived executor threads). A dead proxy
+    # closes our stdin (an idle worker exits) and the alarm ends a busy one.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the proxy, which stops us
     import jq  # noqa: F401 - loaded before saying hello
 
