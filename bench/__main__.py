@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import guard_reload, nodes, proxy
 from . import guard_runs, nodes, proxy
+from . import guard_jq, nodes, proxy
 from .http_client import http_clients
 from .procs import REPO, workdir
 
@@ -40,6 +41,7 @@ BENCHES = {
     "guard_reload": lambda s, wd: guard_reload.run(s, wd),
     "guard_headers": lambda s, wd: __import__("bench.guard_headers", fromlist=["run"]).run(s, wd),
     "guard_runs": lambda s, wd: guard_runs.run(s, wd),
+    "guard_jq": guard_jq.run,
 }
 ALIASES = {"1": "overhead", "2": "handwritten", "3": "fanout", "4": "concurrency", "5": "memory", "6": "nodes"}
 

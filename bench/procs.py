@@ -47,6 +47,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """CPU time of a process's live children (Datakit's jq workers)."""
+    total = 0.0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = f.read().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += cpu_seconds(int(child))
+            except OSError:
+                pass  # gone meanwhile
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -73,7 +94,8 @@ class Proc:
         return self.proc.pid
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """The process's CPU time plus its live children's (jq workers)."""
+        return cpu_seconds(self.pid) + children_cpu_seconds(self.pid)
 
     def rss(self) -> int:
         return rss_bytes(self.pid)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# 1. overhead: static + jq + service_request.headers (a pre-proxy workflow)
+# 1. overhead: static + jq + jq + service_request.headers (a pre-proxy
+# workflow; two jq nodes, so the jq worker round trips are in the figure)
 OVERHEAD = """\
 nodes:
   - name: SETTINGS
@@ -12,10 +13,16 @@ nodes:
     values:
       tenant: acme
       tier: gold
-  - name: HEADERS
+  - name: TAG
     type: jq
     input: SETTINGS
-    jq: '{"x-bench-tag": (.tenant + "-" + .tier), "x-tenant": .tenant}'
+    jq: '.tenant + "-" + .tier'
+  - name: HEADERS
+    type: jq
+    inputs:
+      tag: TAG
+      settings: SETTINGS
+    jq: '{"x-bench-tag": .tag, "x-tenant": .settings.tenant}'
     output: service_request.headers
 """
 

@@ -17,6 +17,7 @@ from .engine import Engine
 from .hosts import ClientHost
 from .redaction import LOG_FILTER
 from .reloading import POLL_INTERVAL, ChangeDetector, Outcome, Snapshot, load_outcome, snapshot
+from .jq_pool import DEFAULT_TIMEOUT_MS as DEFAULT_JQ_TIMEOUT_MS
 from .runtime import Services
 from .workflow import Workflow
 
@@ -66,6 +67,11 @@ class Datakit:
             "Largest body Datakit reads (request, service response, call responses), counted after "
             "decompression, in mitmproxy's size syntax (10m, 512k). A larger body fails the node that reads it.",
         )
+        loader.add_option(
+            "datakit_jq_timeout", int, DEFAULT_JQ_TIMEOUT_MS,
+            "Time budget of one jq program run, in milliseconds; a program that runs longer "
+            "is killed and its node fails (the client gets a 500).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if not self._is_running and self.certs_dir and ctx.options.confdir == MITMPROXY_DEFAULT_CONFDIR:
@@ -77,6 +83,8 @@ class Datakit:
                 self.engine.services.body_size_limit = bodies.parse_limit(getattr(ctx.options, bodies.OPTION))
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from None
+        if "datakit_jq_timeout" in updated and ctx.options.datakit_jq_timeout <= 0:
+            raise exceptions.OptionsError("datakit_jq_timeout must be a positive number of milliseconds")
         if "datakit_config" in updated:
             self._config_path = ctx.options.datakit_config
             if self._is_running:

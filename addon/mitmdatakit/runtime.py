@@ -44,7 +44,8 @@ logger = logging.getLogger("mitmdatakit")
 
 
 class Services:
-    """What all flows share: the pooled HTTP client, option values, node id."""
+    """What all flows share: the pooled HTTP client, option values, node id,
+    and resources node types create on first use (`shared`)."""
 
     def __init__(self, option: Callable[[str], Any] | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
@@ -54,6 +55,23 @@ class Services:
         # bytes, after decompression, of any body Datakit reads (the addon
         # sets it from datakit_body_size_limit; offline runs keep the default)
         self.body_size_limit: int = DEFAULT_LIMIT
+        self._shared: dict[str, Any] = {}
+
+    def shared(self, key: str, factory: Callable[[], Any]) -> Any:
+        """The resource under `key`, made by `factory()` on first use; closed
+        (its `aclose()`) with the services."""
+        resource = self._shared.get(key)
+        if resource is None:
+            resource = self._shared[key] = factory()
+        return resource
+
+    def option_or(self, name: str, default: Any) -> Any:
+        """An option's value; `default` where it does not exist (offline runs
+        know only mitmproxy's own options)."""
+        try:
+            return self.option(name)
+        except KeyError:
+            return default
 
     def http(self) -> aiohttp.ClientSession:
         """The shared client session (one per event loop; pooled keep-alive
@@ -76,6 +94,12 @@ class Services:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+        shared, self._shared = self._shared, {}
+        for key, resource in shared.items():
+            try:
+                await resource.aclose()
+            except Exception:  # noqa: BLE001 - close the others anyway
+                logger.exception("Datakit: closing %s failed", key)
 
 
 _DEFAULT_OPTIONS: Any = None

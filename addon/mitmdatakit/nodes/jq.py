@@ -1,4 +1,8 @@
-"""`jq`: transform values with a jq filter (the real jq, through libjq)."""
+"""`jq`: transform values with a jq filter (the real jq, through libjq).
+
+Programs are compiled here once to validate them at load; they run in the
+worker processes of `jq_pool`, under the `datakit_jq_timeout` budget.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,11 @@ from typing import Any
 import jq
 
 from ..errors import NodeError
+from ..jq_pool import DEFAULT_TIMEOUT_MS, JqError, JqPool, JqTimeout, JqWorkerFailed
 from .base import SELF, Node, Ports, PortType, register
+
+TIMEOUT_OPTION = "datakit_jq_timeout"
+POOL_KEY = "jq_pool"
 
 # built once: json.dumps() with options would build an encoder per call
 _TO_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
@@ -43,7 +51,7 @@ class JqNode(Node):
     def output_ports(self) -> Ports:
         return Ports(self_type=PortType.ANY)
 
-    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+    async def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
         if SELF in inputs:
             data = inputs[SELF]
         else:
@@ -51,13 +59,27 @@ class JqNode(Node):
             for name, value in inputs.items():  # ports connected from the source side
                 data.setdefault(name, value)
         try:
-            text = _TO_JSON(data)
             try:
-                results = self.program.input_text(text).all()
+                text = _TO_JSON(data).encode("utf-8")
             except UnicodeEncodeError:  # lossless bodies may carry lone surrogates
-                results = self.program.input_text(_TO_JSON_ASCII(data)).all()
+                text = _TO_JSON_ASCII(data).encode("ascii")
         except ValueError as e:
             raise NodeError(f"jq error: {_first_line(e)}") from None
+        except RecursionError:
+            raise NodeError("jq error: the input is nested too deeply to encode as JSON") from None
+        services = ctx.services
+        budget_ms = services.option_or(TIMEOUT_OPTION, DEFAULT_TIMEOUT_MS)
+        pool: JqPool = services.shared(POOL_KEY, JqPool)
+        try:
+            results = json.loads(await pool.run(self.source_text, text, budget_ms))
+        except JqError as e:
+            raise NodeError(f"jq error: {e}") from None
+        except JqTimeout:
+            raise NodeError(f"jq program exceeded the time budget of {budget_ms} ms ({TIMEOUT_OPTION})") from None
+        except JqWorkerFailed as e:
+            raise NodeError(f"jq failed: {e}") from None
+        except RecursionError:
+            raise NodeError("jq failed: jq result is nested too deeply to return") from None
         if not results:
             value = None
         elif len(results) == 1:
