@@ -37,7 +37,7 @@ NICENESS = 10  # a long-running program yields the CPU to the proxy (set by the 
 MAX_MESSAGE = 1000  # jq quotes the input in some errors: keep logs readable
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip()
     line = text.splitlines()[0] if text else type(error).__name__
     return line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE] + "..."
@@ -54,7 +54,7 @@ def _run(source: str, text: str) -> tuple[int, bytes]:
     try:
         results = _compiled(source).input_text(text).all()
     except ValueError as e:
-        return JQ_ERROR, _first_line(e).encode("utf-8", "replace")
+        return JQ_ERROR, first_line(e).encode("utf-8", "replace")
     try:
         try:
             return OK, json.dumps(results, ensure_ascii=False).encode("utf-8")
@@ -63,7 +63,7 @@ def _run(source: str, text: str) -> tuple[int, bytes]:
     except RecursionError:
         return BAD_RESULT, b"jq result is nested too deeply to return"
     except (ValueError, TypeError, MemoryError) as e:
-        return BAD_RESULT, f"jq result cannot be returned: {_first_line(e)}".encode("utf-8", "replace")
+        return BAD_RESULT, f"jq result cannot be returned: {first_line(e)}".encode("utf-8", "replace")
 
 
 def main() -> None:

@@ -1,19 +1,28 @@
 """`jq`: transform values with a jq filter (the real jq, through libjq).
 
-Programs are compiled here once to validate them at load; they run in the
-worker processes of `jq_pool`, under the `datakit_jq_timeout` budget.
+Programs are compiled here once at load. A bounded program (`jq_bounds`:
+no loops, recursion or regular expressions; time about linear in its
+input) runs in process on small inputs; every other run goes to the
+killable worker processes of `jq_pool`, under the `datakit_jq_timeout`
+budget.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Any
 
 import jq
 
 from ..errors import NodeError
+from ..jq_bounds import INPUT_LIMIT, SLOW_RUN_SECONDS, is_bounded
+from ..jq_worker import first_line
 from ..jq_pool import DEFAULT_TIMEOUT_MS, JqError, JqPool, JqTimeout, JqWorkerFailed
 from .base import SELF, Node, Ports, PortType, register
+
+logger = logging.getLogger("mitmdatakit")
 
 TIMEOUT_OPTION = "datakit_jq_timeout"
 POOL_KEY = "jq_pool"
@@ -40,6 +49,7 @@ class JqNode(Node):
             self.program = jq.compile(self.source_text)
         except ValueError as e:
             raise self.config_error(f"jq syntax error: {_first_line(e)}", field="jq") from None
+        self.in_process = is_bounded(self.source_text)
         # with `inputs:` the filter sees an object of the named inputs
         self.named_inputs = tuple((spec.connections.get("inputs") or {}).keys())
 
@@ -67,6 +77,8 @@ class JqNode(Node):
             raise NodeError(f"jq error: {_first_line(e)}") from None
         except RecursionError:
             raise NodeError("jq error: the input is nested too deeply to encode as JSON") from None
+        if self.in_process and len(text) <= INPUT_LIMIT:
+            return {SELF: self._run_here(text)}
         services = ctx.services
         budget_ms = services.option_or(TIMEOUT_OPTION, DEFAULT_TIMEOUT_MS)
         pool: JqPool = services.shared(POOL_KEY, JqPool)
@@ -80,13 +92,31 @@ class JqNode(Node):
             raise NodeError(f"jq failed: {e}") from None
         except RecursionError:
             raise NodeError("jq failed: jq result is nested too deeply to return") from None
-        if not results:
-            value = None
-        elif len(results) == 1:
-            value = results[0]
-        else:
-            value = results
-        return {SELF: value}
+        return {SELF: _one_value(results)}
+
+    def _run_here(self, text: bytes) -> Any:
+        started = time.perf_counter()
+        try:
+            results = self.program.input_text(text.decode("utf-8")).all()
+        except ValueError as e:
+            raise NodeError(f"jq error: {first_line(e)}") from None
+        except RecursionError:
+            raise NodeError("jq failed: jq result is nested too deeply to return") from None
+        finally:
+            elapsed = time.perf_counter() - started
+            if elapsed > SLOW_RUN_SECONDS and self.in_process:
+                self.in_process = False  # a safety net: the bounds are a static judgement
+                logger.warning("Datakit: jq node %r took %.0f ms in process; its program runs in the jq workers from now on",
+                               self.name, elapsed * 1000)
+        return _one_value(results)
+
+
+def _one_value(results: list[Any]) -> Any:
+    if not results:
+        return None
+    if len(results) == 1:
+        return results[0]
+    return results
 
 
 def _first_line(error: Exception) -> str:
