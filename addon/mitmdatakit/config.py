@@ -210,14 +210,14 @@ def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, pref
     types = node_types()
     seen: dict[str, int] = {}
     specs, declared, connections = [], [], []
-    for index, raw in enumerate(nodes_raw):
-        field_base = f"{prefix}nodes[{index}]"
+    # nodes are numbered from 1, as Kong's messages say "node #1"
+    for number, raw in enumerate(nodes_raw, start=1):
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"a node must be a mapping, got {_kind(raw)}", file=source, field=field_base)
+            raise ConfigError(f"a node must be a mapping, got {_kind(raw)}", file=source, index=number, field=f"{prefix}nodes")
         raw = _strip_nulls(raw)
         name = raw.get("name")
         node_type = raw.get("type")
-        where = {"node": name if isinstance(name, str) else None, "index": index}
+        where = {"node": name if isinstance(name, str) else None, "index": number}
         if not isinstance(name, str):
             raise ConfigError("required attribute is missing" if name is None else "must be a string", file=source, field="name", **where)
         if not isinstance(node_type, str):
@@ -231,14 +231,14 @@ def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, pref
             raise ConfigError(f"{name!r} is a reserved node name (an implicit node)", file=source, field="name", **where)
         if name in seen:
             raise ConfigError(f"duplicate node name {name!r} (also node #{seen[name]})", file=source, field="name", **where)
-        seen[name] = index
+        seen[name] = number
         _schema_check(node_schema(node_type), raw, source, "", **where)
         for a, b in (("input", "inputs"), ("output", "outputs")):
             if a in raw and b in raw:
                 raise ConfigError(f"'{a}' and '{b}' are mutually exclusive", file=source, field=b, **where)
         attrs = {k: v for k, v in raw.items() if k not in ("name", "type", *CONNECTION_KEYS)}
         conns = {k: raw[k] for k in CONNECTION_KEYS if k in raw}
-        spec = NodeSpec(name=name, type=node_type, index=index, attrs=attrs, source=source, connections=conns)
+        spec = NodeSpec(name=name, type=node_type, index=number, attrs=attrs, source=source, connections=conns)
         try:
             node = cls(spec, info)
         except ConfigError as e:

@@ -54,7 +54,7 @@ class Conn:
 
 @dataclass
 class Plan:
-    nodes: list[Node]  # declared nodes first (index = position), then implicit ones
+    nodes: list[Node]  # declared nodes first (node.index = position + 1), then implicit ones
     inputs: list[list[Conn]]
     deps: list[frozenset[int]]  # data and control dependencies
     dependents: list[list[int]]

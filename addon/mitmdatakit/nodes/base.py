@@ -93,7 +93,7 @@ class NodeSpec:
 
     name: str
     type: str
-    index: int  # position in `nodes` (implicit nodes: -1)
+    index: int  # position in `nodes` counted from 1, as Kong shows it (implicit nodes: -1)
     attrs: Mapping[str, Any]  # everything but name/type/input(s)/output(s)
     source: str = "<memory>"  # the workflow file, for error messages
     connections: Mapping[str, Any] = field(default_factory=dict)  # input(s)/output(s) as written
