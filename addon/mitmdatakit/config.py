@@ -21,6 +21,7 @@ from .nodes.base import Node, NodeSpec, WorkflowInfo, node_types
 from .resources import resource_types
 from .resources.vault import parse_vault_entities
 from .schema import EXTENSION_KEYS, KONG_ENTITY_KEYS, build_schema, node_schema
+from .schema_errors import describe
 from .trace import Redactor
 from .workflow import Match, Workflow
 
@@ -167,7 +168,9 @@ def _validate_top(doc: Mapping[str, Any], config: Mapping[str, Any], source: str
     top_schema.pop("required", None)
     _schema_check(top_schema, {k: v for k, v in doc.items() if k not in ("config", "nodes")}, source, "")
     cfg_schema = defs["config"]
-    nodes_free = {**cfg_schema, "properties": {**cfg_schema["properties"], "nodes": {"type": "array", "minItems": 1}}}
+    # the nodes themselves are checked one by one later, with their index
+    nodes_count = {k: v for k, v in cfg_schema["properties"]["nodes"].items() if k != "items"}
+    nodes_free = {**cfg_schema, "properties": {**cfg_schema["properties"], "nodes": nodes_count}}
     _schema_check(nodes_free, config, source, prefix)
 
 
@@ -195,10 +198,12 @@ def _schema_check(schema: Mapping[str, Any], value: Any, source: str, prefix: st
     elif error.validator == "pattern":
         if path and path[0] in ("input", "output", "inputs", "outputs"):
             message = f"invalid connection label {error.instance!r} (expected NODE, NODE.PORT or NODE.PORT.KEY)"
-        else:
+        elif path == ["name"]:
             message = f"invalid name {error.instance!r} (letters, digits, '_' and '-' only)"
+        else:
+            message = describe(error)
     else:
-        message = error.message
+        message = describe(error)
     raise ConfigError(message, file=source, field=prefix + ".".join(path) if path else (prefix.rstrip(".") or None), **where)
 
 
