@@ -499,7 +499,7 @@ async def test_any_to_string_mismatch_into_call_url(dk, srv):
         nodes:
           - name: URL
             type: jq
-            jq: '12'
+            jq: 'true'
           - name: CALL
             type: call
             url: {srv.url}/a
