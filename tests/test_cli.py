@@ -361,7 +361,7 @@ def test_the_console_script(tmp_path):
 
 
 def test_graph_labels_leave_out_url_credentials(tmp_path, capsys):
-    doc = {"nodes": [{"name": "CALL", "type": "call", "method": "post", "url": "https://user:s3cret@api.test/x?y=1"}]}
+    doc = {"nodes": [{"name": "CALL", "type": "call", "method": "POST", "url": "https://user:s3cret@api.test/x?y=1"}]}
     for fmt in ("mermaid", "dot", "text"):
         code, out, _ = cli(capsys, "graph", "--format", fmt, write(tmp_path / "wf.yaml", doc))
         assert code == 0

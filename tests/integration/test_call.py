@@ -37,7 +37,7 @@ def test_call_options(tmp_path, make_mock_server, start_mitmdump):
         "badjson": {"nodes": exit_with({"name": "C", "type": "call", "url": f"{api.url}/badjson"})},
         "post": {"nodes": [
             {"name": "B", "type": "static", "values": {"body": {"a": [1, 2]}, "query": {"x": "1", "flag": None}}},
-            {"name": "C", "type": "call", "method": "post", "url": f"{api.url}/echo-json?keep=1",
+            {"name": "C", "type": "call", "method": "POST", "url": f"{api.url}/echo-json?keep=1",
              "inputs": {"body": "B.body", "query": "B.query"}},
             {"name": "EXIT", "type": "exit", "inputs": {"body": "C.body"}},
         ]},
