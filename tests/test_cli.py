@@ -72,8 +72,8 @@ def test_validate_reports_every_invalid_file_with_file_node_and_field(tmp_path, 
     lines = out.splitlines()
     assert lines[0].startswith("ok ") and "a-good.yaml" in lines[0]
     # each error names the file, the node (index, name, type) and the field
-    assert f"error {bad_url}: node #1 'CALL' (call): field 'url': invalid URL 'ftp://x'" in out
-    assert f"error {bad_conn}: node #0 'J' (jq): field 'input': " in out and "unknown node 'NOPE'" in out
+    assert f"error {bad_url}: node #2 'CALL' (call): field 'url': invalid URL 'ftp://x'" in out
+    assert f"error {bad_conn}: node #1 'J' (jq): field 'input': " in out and "unknown node 'NOPE'" in out
     assert "d-not-yaml.json" in out and "invalid JSON" in out
     assert "notes.txt" not in out
     assert lines[-1] == "4 file(s) checked, 3 invalid"
@@ -99,7 +99,7 @@ def test_validate_json_output(tmp_path, capsys):
     assert doc["valid"] is False
     (entry,) = doc["files"]
     assert entry["file"] == str(bad)
-    assert (entry["node"], entry["index"], entry["node_type"], entry["field"]) == ("E", 0, "exit", "status")
+    assert (entry["node"], entry["index"], entry["node_type"], entry["field"]) == ("E", 1, "exit", "status")
 
 
 # -- graph -----------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_graph_refuses_directories_and_invalid_workflows(tmp_path, capsys):
     assert code == 2 and "10-hello.yaml" in err
     bad = write(tmp_path / "bad.yaml", {"nodes": [{"name": "X", "type": "nope"}]})
     code, out, err = cli(capsys, "graph", bad)
-    assert code == 1 and out == "" and "unknown node type 'nope'" in err and "node #0 'X'" in err
+    assert code == 1 and out == "" and "unknown node type 'nope'" in err and "node #1 'X'" in err
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ def test_run_failure_exits_1_with_the_client_response(tmp_path, capsys, api):
     assert result["outcome"] == "failed"
     assert result["error"]["node"] == "USER" and "503" in result["error"]["message"]
     assert result["response"]["status"] == 500
-    assert result["response"]["body"]["node"] == {"index": 0, "name": "USER", "type": "call"}
+    assert result["response"]["body"]["node"] == {"index": 1, "name": "USER", "type": "call"}
     assert "failed at node 'USER'" in err
 
 
@@ -357,11 +357,11 @@ def test_the_console_script(tmp_path):
     proc = subprocess.run([str(DATAKIT), "validate", str(REPO / "workflows"), str(bad)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "10-hello.yaml: workflow '10-hello'" in proc.stdout
-    assert f"error {bad}: node #0 'E' (exit): field 'stauts': unknown attribute 'stauts'" in proc.stdout
+    assert f"error {bad}: node #1 'E' (exit): field 'stauts': unknown attribute 'stauts'" in proc.stdout
 
 
 def test_graph_labels_leave_out_url_credentials(tmp_path, capsys):
-    doc = {"nodes": [{"name": "CALL", "type": "call", "method": "post", "url": "https://user:s3cret@api.test/x?y=1"}]}
+    doc = {"nodes": [{"name": "CALL", "type": "call", "method": "POST", "url": "https://user:s3cret@api.test/x?y=1"}]}
     for fmt in ("mermaid", "dot", "text"):
         code, out, _ = cli(capsys, "graph", "--format", fmt, write(tmp_path / "wf.yaml", doc))
         assert code == 0

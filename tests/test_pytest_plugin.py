@@ -302,5 +302,5 @@ def test_debug_gives_the_detailed_error_body(datakit, auth_workflow, tokens):
     result = datakit.run(auth_workflow, "GET", "http://api.test/", headers={"x-user": "ada"}, debug=True)
     body = result.response.json()
     assert body["message"] == "node execution error"
-    assert body["node"] == {"index": 2, "name": "TOKEN", "type": "call"}
+    assert body["node"] == {"index": 3, "name": "TOKEN", "type": "call"}
     assert "503" in body["error"]

@@ -23,6 +23,7 @@ from .nodes.base import Node, NodeSpec, WorkflowInfo, node_types
 from .resources import resource_types
 from .resources.vault import parse_vault_entities
 from .schema import EXTENSION_KEYS, KONG_ENTITY_KEYS, build_schema, node_schema
+from .schema_errors import describe
 from .trace import Redactor
 from .workflow import Match, Workflow
 
@@ -200,7 +201,9 @@ def _validate_top(doc: Mapping[str, Any], config: Mapping[str, Any], source: str
     top_schema.pop("required", None)
     _schema_check(top_schema, {k: v for k, v in doc.items() if k not in ("config", "nodes")}, source, "")
     cfg_schema = defs["config"]
-    nodes_free = {**cfg_schema, "properties": {**cfg_schema["properties"], "nodes": {"type": "array", "minItems": 1}}}
+    # the nodes themselves are checked one by one later, with their index
+    nodes_count = {k: v for k, v in cfg_schema["properties"]["nodes"].items() if k != "items"}
+    nodes_free = {**cfg_schema, "properties": {**cfg_schema["properties"], "nodes": nodes_count}}
     _schema_check(nodes_free, config, source, prefix)
 
 
@@ -228,10 +231,12 @@ def _schema_check(schema: Mapping[str, Any], value: Any, source: str, prefix: st
     elif error.validator == "pattern":
         if path and path[0] in ("input", "output", "inputs", "outputs"):
             message = f"invalid connection label {error.instance!r} (expected NODE, NODE.PORT or NODE.PORT.KEY)"
-        else:
+        elif path == ["name"]:
             message = f"invalid name {error.instance!r} (letters, digits, '_' and '-' only)"
+        else:
+            message = describe(error)
     else:
-        message = error.message
+        message = describe(error)
     raise ConfigError(shorten(message), file=source, field=prefix + ".".join(path) if path else (prefix.rstrip(".") or None), **where)
 
 
@@ -243,14 +248,14 @@ def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, pref
     types = node_types()
     seen: dict[str, int] = {}
     specs, declared, connections = [], [], []
-    for index, raw in enumerate(nodes_raw):
-        field_base = f"{prefix}nodes[{index}]"
+    # nodes are numbered from 1, as Kong's messages say "node #1"
+    for number, raw in enumerate(nodes_raw, start=1):
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"a node must be a mapping, got {_kind(raw)}", file=source, field=field_base)
+            raise ConfigError(f"a node must be a mapping, got {_kind(raw)}", file=source, index=number, field=f"{prefix}nodes")
         raw = _strip_nulls(raw)
         name = raw.get("name")
         node_type = raw.get("type")
-        where = {"node": name if isinstance(name, str) else None, "index": index}
+        where = {"node": name if isinstance(name, str) else None, "index": number}
         if not isinstance(name, str):
             raise ConfigError("required attribute is missing" if name is None else "must be a string", file=source, field="name", **where)
         if not isinstance(node_type, str):
@@ -264,14 +269,14 @@ def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, pref
             raise ConfigError(f"{name!r} is a reserved node name (an implicit node)", file=source, field="name", **where)
         if name in seen:
             raise ConfigError(f"duplicate node name {name!r} (also node #{seen[name]})", file=source, field="name", **where)
-        seen[name] = index
+        seen[name] = number
         _schema_check(node_schema(node_type), raw, source, "", **where)
         for a, b in (("input", "inputs"), ("output", "outputs")):
             if a in raw and b in raw:
                 raise ConfigError(f"'{a}' and '{b}' are mutually exclusive", file=source, field=b, **where)
         attrs = {k: v for k, v in raw.items() if k not in ("name", "type", *CONNECTION_KEYS)}
         conns = {k: raw[k] for k in CONNECTION_KEYS if k in raw}
-        spec = NodeSpec(name=name, type=node_type, index=index, attrs=attrs, source=source, connections=conns)
+        spec = NodeSpec(name=name, type=node_type, index=number, attrs=attrs, source=source, connections=conns)
         try:
             node = cls(spec, info)
         except ConfigError as e:

@@ -8,7 +8,11 @@ class DatakitError(Exception):
 
 
 class ConfigError(DatakitError):
-    """A workflow that cannot be loaded. The message names file, node, field."""
+    """A workflow that cannot be loaded. The message names file, node, field.
+
+    `index` is the node's position in `nodes` counted from 1 ("node #1"), as
+    in Kong's messages; implicit nodes have none (None or -1).
+    """
 
     def __init__(
         self,

@@ -56,7 +56,7 @@ class Conn:
 
 @dataclass
 class Plan:
-    nodes: list[Node]  # declared nodes first (index = position), then implicit ones
+    nodes: list[Node]  # declared nodes first (node.index = position + 1), then implicit ones
     inputs: list[list[Conn]]
     deps: list[frozenset[int]]  # data and control dependencies
     dependents: list[list[int]]
@@ -188,11 +188,13 @@ class _Builder:
 
     def _check_type(self, spec, fieldname, where, stype: PortType, dtype: PortType, value: Any, is_literal: bool, port: str | None) -> None:
         if is_literal:
-            if not dtype.accepts(value):
-                raise _err(spec, fieldname, f"invalid connection {where}: static value for {port!r} is not a {dtype}")
+            try:
+                dtype.coerce(value)
+            except ValueError:
+                raise _err(spec, fieldname, f"invalid connection {where}: static value for {port!r} is not a {dtype}") from None
             return
-        if dtype is PortType.ANY or stype is PortType.ANY or stype == dtype:
-            return
+        if dtype is PortType.ANY or stype is PortType.ANY or stype == dtype or dtype.converts_from(stype):
+            return  # equal, dynamic, or convertible (checked when it runs)
         if stype is PortType.OBJECT and dtype is PortType.MAP:
             raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: object -> map")
         raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: {stype} -> {dtype}")

@@ -440,17 +440,20 @@ class FlowRun:
                 for k, v in value.items():
                     t = ports.named.get(k)
                     if t is not None:
-                        _check(node.name, k, t, v)
-                        inputs[k] = v
+                        inputs[k] = _checked(node.name, k, t, v)
             elif c.dst_key is not None:
                 inputs.setdefault(c.dst_port, {})[c.dst_key] = value
             else:
                 if c.dst_type is not PortType.ANY:
-                    _check(node.name, c.dst_port, c.dst_type, value)
+                    value = _checked(node.name, c.dst_port, c.dst_type, value)
                 inputs[c.dst_port] = value
         return inputs
 
 
-def _check(node: str, port: str, expected: PortType, value: Any) -> None:
-    if not expected.accepts(value):
-        raise NodeError(f"input {port!r} of node {node!r} expects a {expected}, got {json_type(value)}")
+def _checked(node: str, port: str, expected: PortType, value: Any) -> Any:
+    """The value for a typed input: as is, converted (number <-> string), or a node error."""
+    try:
+        return expected.coerce(value)
+    except ValueError as e:
+        detail = f" ({e})" if isinstance(value, str) else ""
+        raise NodeError(f"input {port!r} of node {node!r} expects a {expected}, got {json_type(value)}{detail}") from None

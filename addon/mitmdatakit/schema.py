@@ -20,6 +20,7 @@ from .resources import resource_types
 SCHEMA_FILE = Path(__file__).with_name("datakit.schema.json")
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+MAX_NODES = 64  # Kong's limit on `nodes`
 LABEL = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[A-Za-z0-9_-]+(\.[^.]+(\..+)?)?$"}
 NULLABLE_LABEL = {"oneOf": [LABEL, {"type": "null"}]}
 
@@ -53,7 +54,7 @@ KONG_ENTITY_KEYS: dict[str, Any] = {
     "instance_name": {"type": ["string", "null"]},
     "id": {"type": ["string", "null"]},
     "enabled": {"type": ["boolean", "null"]},
-    "protocols": {"type": ["array", "null"], "items": {"type": "string"}},
+    "protocols": {"type": ["array", "null"], "items": {"enum": ["grpc", "grpcs", "http", "https"]}},
     "tags": {"type": ["array", "null"], "items": {"type": "string"}},
     "service": {},
     "route": {},
@@ -176,6 +177,7 @@ def config_schema() -> dict[str, Any]:
             "nodes": {
                 "type": "array",
                 "minItems": 1,
+                "maxItems": MAX_NODES,
                 "items": {
                     "type": "object",
                     "required": ["name", "type"],

@@ -37,7 +37,7 @@ def test_call_options(tmp_path, make_mock_server, start_mitmdump):
         "badjson": {"nodes": exit_with({"name": "C", "type": "call", "url": f"{api.url}/badjson"})},
         "post": {"nodes": [
             {"name": "B", "type": "static", "values": {"body": {"a": [1, 2]}, "query": {"x": "1", "flag": None}}},
-            {"name": "C", "type": "call", "method": "post", "url": f"{api.url}/echo-json?keep=1",
+            {"name": "C", "type": "call", "method": "POST", "url": f"{api.url}/echo-json?keep=1",
              "inputs": {"body": "B.body", "query": "B.query"}},
             {"name": "EXIT", "type": "exit", "inputs": {"body": "C.body"}},
         ]},
@@ -69,7 +69,7 @@ def test_call_options(tmp_path, make_mock_server, start_mitmdump):
         assert c.get("http://api.test/dynamic?code=201").json() == 201
         r = c.get("http://api.test/dynamic?code=503")
         assert r.status_code == 500 and "returned status 503" in r.json()["error"]
-        assert r.json()["node"] == {"index": 1, "name": "C", "type": "call"}
+        assert r.json()["node"] == {"index": 2, "name": "C", "type": "call"}
 
         r = c.get("http://api.test/tlsverify")
         assert r.status_code == 500 and "certificate" in r.json()["error"].lower()

@@ -327,7 +327,7 @@ def test_convert_xml_into_json(tmp_path, mock_server: MockServer, start_mitmdump
         # the example has debug: true: a bad document is a node error named in the body
         bad = c.post(f"{mock_server.url}/convert", content=b"<a><b></a>", headers={"Content-Type": "text/xml"})
         assert bad.status_code == 500
-        assert bad.json()["node"] == {"index": 0, "name": "XML_JSON", "type": "xml_to_json"}
+        assert bad.json()["node"] == {"index": 1, "name": "XML_JSON", "type": "xml_to_json"}
     assert mock_server.requests == []
 
 

@@ -491,7 +491,7 @@ def test_cache_redis_dead_without_bypass_is_a_500(c, api, proxy):
     r = c.get(f"{api.url}/cache-nobypass-debug/x", params={"key": "k"})
     assert r.status_code == 500
     body = r.json()
-    assert body["node"] == {"index": 0, "name": "GET", "type": "cache"}
+    assert body["node"] == {"index": 1, "name": "GET", "type": "cache"}
     assert "cache backend error" in body["error"]
 
 
@@ -797,7 +797,7 @@ def test_jwt_forgery_attempts_are_answered_500(c, api, name):
     r = c.get(f"{api.url}/jwt-verify-pem/resource", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 500, (name, r.text)
     body = r.json()
-    assert body["node"] == {"index": 1, "name": "VERIFY", "type": "jwt_verify"}
+    assert body["node"] == {"index": 2, "name": "VERIFY", "type": "jwt_verify"}
     assert body["message"] == "node execution error"
     assert FORGERY_REASONS[name] in body["error"], body["error"]
     assert len(api.requests_for("/jwt-verify-pem/resource")) == before  # never reached the upstream

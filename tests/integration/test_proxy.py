@@ -110,7 +110,7 @@ def test_a_failing_node_cancels_the_others_and_answers_500(tmp_path, mock_server
                 "message": "node execution error",
                 "request_id": request_id,
                 "error": body["error"],
-                "node": {"index": 1, "name": "BROKEN", "type": "call"},
+                "node": {"index": 2, "name": "BROKEN", "type": "call"},
             }
             assert "404" in body["error"]
         else:
@@ -280,7 +280,7 @@ def test_invalid_config_at_start_exits_with_the_message(tmp_path, mitm_confdir):
     bad = write(tmp_path / "bad.yaml", {"nodes": [{"name": "J", "type": "jq", "jq": ".[[["}]})
     code, output = Mitmdump.run_and_expect_exit(bad, confdir=mitm_confdir, timeout=30)
     assert code != 0
-    assert "bad.yaml" in output and "node #0 'J' (jq)" in output and "field 'jq'" in output and "jq syntax error" in output
+    assert "bad.yaml" in output and "node #1 'J' (jq)" in output and "field 'jq'" in output and "jq syntax error" in output
 
 
 def test_reload_on_save_and_bad_reload_keeps_serving(tmp_path, start_mitmdump):

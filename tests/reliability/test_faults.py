@@ -231,7 +231,7 @@ def test_debug_error_bodies_name_the_failing_node(tmp_path, make_mock_server, st
             assert r.status_code == 500, (kind, r.text)
             body = r.json()
             assert body["message"] == "node execution error"
-            assert body["node"] == {"index": 0, "name": "CALL", "type": "call"}, body
+            assert body["node"] == {"index": 1, "name": "CALL", "type": "call"}, body
             assert text in body["error"], (kind, body["error"])
             assert "hunter2" not in body["error"] and "Traceback" not in r.text
     assert "hunter2" not in mitm.log_text()

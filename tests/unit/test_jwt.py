@@ -599,11 +599,11 @@ def test_missing_key_or_token_is_node_error():
     [
         (JwtSignNode, {"algorithm": "HS1"}, "algorithm"),
         (JwtSignNode, {}, "algorithm"),
-        (JwtSignNode, {"algorithm": "HS256", "expires_in": -1}, "expires_in"),
+        (JwtSignNode, {"algorithm": "HS256", "expires_in": 1.5}, "expires_in"),
         (JwtSignNode, {"algorithm": "HS256", "expires_in": "5m"}, "expires_in"),
         (JwtSignNode, {"algorithm": "HS256", "static_claims": ["iss"]}, "static_claims"),
         (JwtVerifyNode, {"allowed_algorithms": ["RS256", "none"]}, "allowed_algorithms"),
-        (JwtVerifyNode, {"leeway": -5}, "leeway"),
+        (JwtVerifyNode, {"leeway": 2.5}, "leeway"),
         (JwtVerifyNode, {"issuers": "kong"}, "issuers"),
         (JwtVerifyNode, {"validate_exp": "yes"}, "validate_exp"),
     ],

@@ -339,7 +339,7 @@ async def test_service_target_set_invalid_is_a_node_error(dk, value):
     dk.load(SET_ONLY.format(top="", value=value, prop="kong.service.target"))
     flow = await dk.roundtrip(make_flow())
     assert dk.upstream_calls == 0
-    assert node_error(flow)["node"] == {"index": 1, "name": "SET", "type": "property"}
+    assert node_error(flow)["node"] == {"index": 2, "name": "SET", "type": "property"}
 
 
 async def test_service_target_set_after_proxying_is_a_node_error(dk):
@@ -406,7 +406,7 @@ async def test_service_upstream_unknown_name_is_a_node_error(dk):
     await dk.roundtrip(flow)
     assert dk.upstream_calls == 0
     body = node_error(flow)
-    assert body["node"] == {"index": 1, "name": "SET", "type": "property"}
+    assert body["node"] == {"index": 2, "name": "SET", "type": "property"}
     assert "missing" in body["error"]
     assert flow.request.host == "api.test"
 
@@ -578,7 +578,7 @@ async def test_datakit_debug_option_gives_the_debug_error_body(dk):
     )
     flow = await dk.roundtrip(make_flow())
     assert flow.response.status_code == 500
-    assert json.loads(flow.response.content)["node"] == {"index": 0, "name": "J", "type": "jq"}
+    assert json.loads(flow.response.content)["node"] == {"index": 1, "name": "J", "type": "jq"}
 
 
 async def test_credential_set_then_get(dk):
@@ -620,7 +620,7 @@ async def test_configuration_unknown_option_is_a_node_error(dk):
     )
     flow = await dk.roundtrip(make_flow())
     body = node_error(flow)
-    assert body["node"] == {"index": 0, "name": "P", "type": "property"}
+    assert body["node"] == {"index": 1, "name": "P", "type": "property"}
     assert "no_such_option" in body["error"]
 
 
@@ -714,7 +714,7 @@ async def test_non_nil_get_of_null_is_a_node_error(dk):
     )
     flow = await dk.roundtrip(make_flow())
     body = node_error(flow)
-    assert body["node"] == {"index": 0, "name": "P", "type": "property"}
+    assert body["node"] == {"index": 1, "name": "P", "type": "property"}
     # and without non_nil it is just null
     assert await get_props(dk, {"m": "kong.ctx.shared.missing"}) == {"m": None}
 
@@ -743,7 +743,7 @@ async def test_non_nil_set_of_null_is_a_node_error(dk):
     )
     flow = await dk.roundtrip(make_flow())
     assert dk.upstream_calls == 0
-    assert node_error(flow)["node"] == {"index": 1, "name": "S", "type": "property"}
+    assert node_error(flow)["node"] == {"index": 2, "name": "S", "type": "property"}
 
 
 # --------------------------------------------------------------------------- #

@@ -411,7 +411,7 @@ async def test_node_failure_with_debug_names_the_node(dk, srv):
     assert body["message"] == "node execution error"
     assert body["request_id"] == flow.id
     assert "boom 1" in body["error"]
-    assert body["node"] == {"index": 2, "name": "BOOM", "type": "jq"}
+    assert body["node"] == {"index": 3, "name": "BOOM", "type": "jq"}
     report = trace_of(flow)
     assert report["status"] == "PLAN_ERROR"
     statuses = node_status(report)
@@ -442,7 +442,7 @@ async def test_failure_in_response_phase_replaces_upstream_response(dk):
     assert flow.response.status_code == 500
     body = body_json(flow)
     assert body["message"] == "node execution error"
-    assert body["node"] == {"index": 1, "name": "BAD", "type": "jq"}
+    assert body["node"] == {"index": 2, "name": "BAD", "type": "jq"}
     assert "header-response" not in flow.response.headers
 
 
@@ -470,7 +470,7 @@ async def test_any_to_typed_runtime_mismatch_is_a_node_error(dk, jq, target, por
     assert dk.upstream_calls == 0
     assert flow.response.status_code == 500
     body = body_json(flow)
-    assert body["node"] == {"index": 1, "name": "EXIT", "type": "exit"}
+    assert body["node"] == {"index": 2, "name": "EXIT", "type": "exit"}
     assert port_type in body["error"]
 
 
@@ -499,7 +499,7 @@ async def test_any_to_string_mismatch_into_call_url(dk, srv):
         nodes:
           - name: URL
             type: jq
-            jq: '12'
+            jq: 'true'
           - name: CALL
             type: call
             url: {srv.url}/a
@@ -509,7 +509,7 @@ async def test_any_to_string_mismatch_into_call_url(dk, srv):
     srv.clear()
     flow = await dk.roundtrip(make_flow())
     assert flow.response.status_code == 500
-    assert body_json(flow)["node"] == {"index": 1, "name": "CALL", "type": "call"}
+    assert body_json(flow)["node"] == {"index": 2, "name": "CALL", "type": "call"}
     assert "string" in body_json(flow)["error"]
     assert srv.requests_for("/a") == []
 
@@ -534,7 +534,7 @@ async def test_any_into_a_node_wise_object_input_is_checked_at_run_time(dk):
         dk.load(wf.replace("{jq}", bad))
         flow = await dk.roundtrip(make_flow())
         assert flow.response.status_code == 500, bad
-        assert body_json(flow)["node"] == {"index": 1, "name": "EXIT", "type": "exit"}
+        assert body_json(flow)["node"] == {"index": 2, "name": "EXIT", "type": "exit"}
 
 
 @pytest.mark.parametrize("sink", ["service_request.headers", "response.headers", "EXIT.headers"])
@@ -719,7 +719,7 @@ async def test_branch_input_must_be_boolean(dk, value):
     flow = await dk.roundtrip(make_flow())
     assert dk.upstream_calls == 0
     assert flow.response.status_code == 500
-    assert body_json(flow)["node"] == {"index": 1, "name": "BR", "type": "branch"}
+    assert body_json(flow)["node"] == {"index": 2, "name": "BR", "type": "branch"}
     assert "boolean" in body_json(flow)["error"]
 
 
@@ -825,7 +825,7 @@ async def test_jq_runtime_error_is_a_node_error(dk, jq):
     assert dk.upstream_calls == 0
     assert flow.response.status_code == 500
     body = body_json(flow)
-    assert body["node"] == {"index": 0, "name": "J", "type": "jq"}
+    assert body["node"] == {"index": 1, "name": "J", "type": "jq"}
     assert body["error"]
 
 

@@ -59,6 +59,38 @@ class PortType(enum.StrEnum):
                 return isinstance(value, Mapping)
         return False
 
+    def converts_from(self, source: PortType) -> bool:
+        """Kong's load-time rule: string <-> number connect, checked at run time."""
+        return {self, source} == {PortType.STRING, PortType.NUMBER}
+
+    def coerce(self, value: Any) -> Any:
+        """The value as this type, converting a number <-> string as Kong does;
+        raises ValueError when it neither fits nor converts."""
+        if self.accepts(value):
+            return value
+        if self is PortType.STRING and _is_number(value):
+            return _number_text(value)
+        if self is PortType.NUMBER and isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise ValueError("a string that is not a number") from None  # the value may be a secret
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError("a string that is not a finite number")
+            return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+        raise ValueError(f"not a {self}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number_text(value: int | float) -> str:
+    """Numbers as Lua prints them: a whole float has no '.0'."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value)
+
 
 class Phase(enum.IntEnum):
     REQUEST = 1  # before proxying (mitmproxy `request` hook)
@@ -93,7 +125,7 @@ class NodeSpec:
 
     name: str
     type: str
-    index: int  # position in `nodes` (implicit nodes: -1)
+    index: int  # position in `nodes` counted from 1, as Kong shows it (implicit nodes: -1)
     attrs: Mapping[str, Any]  # everything but name/type/input(s)/output(s)
     source: str = "<memory>"  # the workflow file, for error messages
     connections: Mapping[str, Any] = field(default_factory=dict)  # input(s)/output(s) as written

@@ -38,7 +38,14 @@ class CallNode(Node):
     schema = {
         "properties": {
             "url": {"type": "string", "minLength": 1, "description": "The URL to call (the `url` input overrides it)."},
-            "method": {"type": "string", "minLength": 1, "maxLength": 32, "default": "GET", "description": "HTTP method."},
+            "method": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 32,
+                "pattern": "^[A-Z]+$",  # Kong refuses lower-case methods
+                "default": "GET",
+                "description": "HTTP method, upper-case letters only.",
+            },
             "timeout": {"type": "integer", "minimum": 0, "maximum": 2147483646, "description": "Timeout in milliseconds."},
             "ssl_verify": {"type": "boolean", "default": True, "description": "Verify the server's TLS certificate."},
             "ssl_server_name": {"type": "string", "description": "SNI and certificate name to use."},

@@ -15,11 +15,11 @@ class JwtSignNode(Node):
     schema = {
         "properties": {
             "algorithm": {"type": "string", "enum": list(jwtkit.ALGORITHMS)},
-            "expires_in": {"type": "integer", "minimum": 0},
+            "expires_in": {"type": "integer"},  # Kong allows any integer
             "not_before": {"type": "integer"},
             "kid": {"type": "string"},
             "typ": {"type": "string"},
-            "static_claims": {"type": "object", "additionalProperties": {"type": "string"}},
+            "static_claims": {"type": "object", "additionalProperties": {"type": "string"}},  # as Kong: string values
         },
         "required": ["algorithm"],
     }
@@ -35,7 +35,7 @@ class JwtSignNode(Node):
                 field="algorithm",
             )
         self.algorithm: str = algorithm
-        self.expires_in = self._int_attr("expires_in", 300, minimum=0)
+        self.expires_in = self._int_attr("expires_in", 300)
         self.not_before = self._int_attr("not_before", 0)
         self.kid = self.attr("kid")
         if self.kid is not None and not isinstance(self.kid, str):

@@ -26,7 +26,7 @@ class JwtVerifyNode(Node):
             "issuers": _STRING_LIST,
             "audiences": _STRING_LIST,
             "required_claims": _STRING_LIST,
-            "leeway": {"type": "integer", "minimum": 0},
+            "leeway": {"type": "integer"},  # Kong allows any integer; negative only narrows
             "validate_exp": {"type": "boolean"},
             "validate_nbf": {"type": "boolean"},
         },
@@ -46,8 +46,8 @@ class JwtVerifyNode(Node):
         self.audiences = self._string_list("audiences")
         self.required_claims = self._string_list("required_claims")
         leeway = self.attr("leeway", 0)
-        if not isinstance(leeway, int) or isinstance(leeway, bool) or leeway < 0:
-            raise self.config_error("'leeway' must be a non-negative integer (seconds)", field="leeway")
+        if not isinstance(leeway, int) or isinstance(leeway, bool):
+            raise self.config_error("'leeway' must be an integer (seconds)", field="leeway")
         self.leeway = leeway
         self.validate_exp = self._bool("validate_exp")
         self.validate_nbf = self._bool("validate_nbf")

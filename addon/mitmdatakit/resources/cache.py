@@ -653,9 +653,12 @@ class CacheResource(Resource):
         where = "redis.cloud_authentication"
         if not isinstance(value, Mapping):
             raise self.config_error("must be a mapping", field=where)
-        for name in value:
+        for name, item in value.items():
             if name not in _CLOUD_FIELDS:
                 raise self.config_error(f"unknown field {name!r}", field=f"{where}.{name}")
+            kind = bool if name == "aws_is_serverless" else str  # Kong's types for these fields
+            if item is not None and not isinstance(item, kind):
+                raise self.config_error(f"expected {'a boolean' if kind is bool else 'a string'}", field=f"{where}.{name}")
         if value.get("auth_provider") is not None:
             raise self.config_error(
                 f"cloud authentication ({value['auth_provider']!r}) is not supported here; use username/password",

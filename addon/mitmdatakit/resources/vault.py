@@ -384,6 +384,8 @@ class VaultResource(Resource):
     schema = {
         "type": ["object", "null"],
         "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 4095},
+        "minProperties": 1,  # Kong's limits on the vault map
+        "maxProperties": 64,
     }
 
     def __init__(
