@@ -70,7 +70,9 @@ BASE_NODES: dict[str, dict[str, Any]] = {
     "jwt_verify": {"name": "N", "type": "jwt_verify", "inputs": {"token": "request.headers.authorization", "key": "SECRET.key"}},
     "property": {"name": "N", "type": "property", "property": "kong.ctx.shared.x"},
     "static": {"name": "N", "type": "static", "values": {"a": 1}},
-    "xml_to_json": {"name": "N", "type": "xml_to_json", "input": "request.body"},
+    # index.md: "One of attributes_block_name or attributes_name_prefix is
+    # required" (a rule Kong's JSON export does not carry; see test_xml_nodes)
+    "xml_to_json": {"name": "N", "type": "xml_to_json", "input": "request.body", "attributes_name_prefix": "@"},
 }
 
 # nodes the node under test refers to (always after it: it stays node #1)
