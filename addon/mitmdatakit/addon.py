@@ -11,6 +11,7 @@ from typing import Any
 
 from mitmproxy import ctx, http
 
+from .commands import DatakitCommands, describe, register_view, unregister_view
 from .config import load_path, workflow_files
 from .engine import Engine
 from .errors import ConfigError
@@ -29,7 +30,7 @@ def default_config_path() -> str:
     return str(Path(__file__).resolve().parents[2] / "workflows")
 
 
-class Datakit:
+class Datakit(DatakitCommands):
     """Runs Datakit workflows on the flows passing through mitmproxy."""
 
     def __init__(self, default_config: str | None = None, certs_dir: str | None = None) -> None:
@@ -40,11 +41,13 @@ class Datakit:
         self._watched: dict[str, float] = {}
         self._watcher: asyncio.Task | None = None
         self._config_path: str | None = None
+        self.last_reload_error: str | None = None
         self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
 
     # -- options and loading -----------------------------------------------
 
     def load(self, loader) -> None:
+        register_view()
         loader.add_option(
             "datakit_config", str, self.default_config,
             "Datakit workflow file, or a directory of *.yaml, *.yml and *.json workflows (loaded in name order).",
@@ -69,6 +72,7 @@ class Datakit:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def done(self) -> None:
+        unregister_view()
         if self._watcher is not None:
             self._watcher.cancel()
         await self.engine.aclose()
@@ -77,10 +81,11 @@ class Datakit:
 
     def reload(self, initial: bool = False) -> bool:
         """Load the configured workflows; keep the old ones if that fails."""
-        path = self._config_path or self.default_config
+        path = self.config_path()
         try:
             workflows = load_path(path)
         except ConfigError as e:
+            self.last_reload_error = str(e)
             if initial:
                 logger.error("Datakit: invalid workflow configuration: %s", e)
             else:
@@ -88,12 +93,15 @@ class Datakit:
             self._snapshot(path)
             return False
         old, self.engine.workflows = self.engine.workflows, workflows
+        self.last_reload_error = None
         self._snapshot(path)
-        names = ", ".join(f"{w.name} ({len([n for n in w.plan.nodes if n.index >= 0])} nodes)" for w in workflows) or "none"
-        logger.info("Datakit: loaded %d workflow(s) from %s: %s", len(workflows), path, names)
+        logger.info("Datakit: loaded %d workflow(s) from %s: %s", len(workflows), path, describe(workflows))
         if old:
             self._spawn(self._close(old))
         return True
+
+    def config_path(self) -> str:
+        return self._config_path or self.default_config
 
     def _snapshot(self, path: str) -> None:
         """Remember the mtimes of what `path` names, to notice edits."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from .codecs import TRANSFER_HEADERS, encode_body, encode_headers, header_lookup
 from .errors import CodecError
 from .nodes.base import Phase
 from .runtime import FlowRun, Services, WorkflowFailed
+from .summary import METADATA_KEY as METADATA_KEY  # re-exported: offline.py
+from .summary import attach
 from .trace import Trace
 from .workflow import RequestFacts, Workflow
 
@@ -26,7 +29,6 @@ logger = logging.getLogger("mitmdatakit")
 
 TRACE_HEADER = "x-datakit-debug-trace"
 TRACE_OFF_VALUES = frozenset({"0", "false", "off"})
-METADATA_KEY = "datakit"
 
 
 def trace_requested(flow: http.HTTPFlow) -> bool:
@@ -212,13 +214,6 @@ class Engine:
             response.content = json.dumps(report).encode()
 
     def _attach(self, run: FlowRun) -> None:
-        """Keep the trace on the flow (mitmweb, saved flows)."""
-        if run.trace is None:
-            return
-        report = run.report()
-        run.flow.metadata[METADATA_KEY] = {"workflow": run.workflow.name, "trace": report}
-        summary = f"datakit: {run.workflow.name} {report['status']} in {report['duration'] * 1000:.1f} ms"
-        if not run.flow.comment:
-            run.flow.comment = summary
-
-
+        """Keep the run's summary (and trace, when traced) on the flow: the
+        `Datakit` contentview, markers, saved flows (summary.py)."""
+        attach(run, time.perf_counter())
