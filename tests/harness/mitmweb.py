@@ -11,6 +11,7 @@ REST API (authenticated, with tornado's XSRF cookie for POSTs).
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any
@@ -98,3 +99,33 @@ class WebApi:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- driving mitmweb's UI in a browser (tests/harness/chromium.py) -------------
+
+def _js_find(selector: str, text: str, exact: bool = False) -> str:
+    test = "e.textContent.trim() === t" if exact else "e.textContent.includes(t)"
+    return f"(() => {{ const t = {json.dumps(text)}; return [...document.querySelectorAll({json.dumps(selector)})].find(e => {test}) }})()"
+
+
+async def click(browser: Any, selector: str, text: str, exact: bool = False) -> None:
+    await browser.wait_js(f"!!{_js_find(selector, text, exact)}")
+    await browser.js(f"{_js_find(selector, text, exact)}.click()")
+
+
+async def select_view(browser: Any, view: str) -> str:
+    """Choose `view` in the open message's view selector; returns the text
+    shown once it changed (pick a view that shows something else than now)."""
+    pre = "(document.querySelector('.flow-detail pre') || {}).innerText"
+    before = await browser.wait_js(pre)
+    await click(browser, ".flow-detail a", "View:")
+    await click(browser, ".dropdown-menu a", view.lower(), exact=True)
+    await browser.wait_js(f"{_js_find('.flow-detail a', 'View:')}.textContent.includes({json.dumps(view.lower())})")
+    return await browser.wait_js(f"(() => {{ const t = {pre}; return t !== {json.dumps(before)} && t }})()")
+
+
+async def open_response(browser: Any, web: Mitmweb, path: str) -> None:
+    """Log in, select the flow whose row shows `path`, open its Response tab."""
+    await browser.goto(web.login_url)
+    await click(browser, "tr", path)
+    await click(browser, ".flow-detail nav a", "Response", exact=True)
