@@ -19,7 +19,7 @@ from mitmproxy import contentviews, http
 from .summary import from_flow
 
 VIEW_NAME = "Datakit"
-BAR_WIDTH = 40
+BAR_WIDTH = 30
 BAR = "█"
 MAX_VALUE_CHARS = 160
 NO_RUN = "No Datakit workflow ran on this flow."
