@@ -35,6 +35,7 @@ BENCHES = {
     "nodes": lambda s, wd: nodes.node_costs(s),
     "http_client": lambda s, wd: http_clients(s, wd),
     "guard_match": lambda s, wd: __import__("bench.guard_match", fromlist=["run"]).run(s, wd),
+    "guard_view": lambda s, wd: __import__("bench.guard_view", fromlist=["run"]).run(s, wd),
 }
 ALIASES = {"1": "overhead", "2": "handwritten", "3": "fanout", "4": "concurrency", "5": "memory", "6": "nodes"}
 
