@@ -9,7 +9,6 @@ filter that names no flow or several.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,8 +180,3 @@ def test_summary_survives_saved_flows(tmp_path, config):
         text = prettify_message(flow.response, flow, view_name="Datakit").text
     assert "failed at   node CALL" in text and "NODE_ERROR" in row(text, "CALL")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_leftover(tmp_path_factory) -> Iterator[None]:
-    yield
-    shutil.rmtree(tmp_path_factory.getbasetemp() / "view0", ignore_errors=True)
