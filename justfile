@@ -26,3 +26,7 @@ bench *ARGS:
 # offline demo: local mock APIs + mitmdump + requests through it
 demo:
     uv run python -m mitmdatakit.demo
+
+# regenerate docs/img/mitmweb-datakit.png (headless chromium)
+screenshot:
+    uv run python scripts/screenshot_mitmweb.py

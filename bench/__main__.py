@@ -42,6 +42,7 @@ BENCHES = {
     "guard_headers": lambda s, wd: __import__("bench.guard_headers", fromlist=["run"]).run(s, wd),
     "guard_runs": lambda s, wd: guard_runs.run(s, wd),
     "guard_jq": guard_jq.run,
+    "guard_view": lambda s, wd: __import__("bench.guard_view", fromlist=["run"]).run(s, wd),
 }
 ALIASES = {"1": "overhead", "2": "handwritten", "3": "fanout", "4": "concurrency", "5": "memory", "6": "nodes"}
 

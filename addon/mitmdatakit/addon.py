@@ -13,6 +13,7 @@ from mitmproxy import connection, ctx, exceptions, http
 
 from . import bodies
 from .disconnects import watch_disconnects
+from .commands import DatakitCommands, describe, register_view, unregister_view
 from .engine import Engine
 from .hosts import ClientHost
 from .redaction import LOG_FILTER
@@ -32,7 +33,7 @@ def default_config_path() -> str:
     return str(Path(__file__).resolve().parents[2] / "workflows")
 
 
-class Datakit:
+class Datakit(DatakitCommands):
     """Runs Datakit workflows on the flows passing through mitmproxy."""
 
     def __init__(self, default_config: str | None = None, certs_dir: str | None = None) -> None:
@@ -43,6 +44,7 @@ class Datakit:
         self._watcher: asyncio.Task | None = None
         self._disconnect_watcher: asyncio.Task | None = None
         self._config_path: str | None = None
+        self.last_reload_error: str | None = None
         self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
         self._changes = ChangeDetector()
         self._reload_lock = asyncio.Lock()
@@ -54,6 +56,7 @@ class Datakit:
     # -- options and loading -----------------------------------------------
 
     def load(self, loader) -> None:
+        register_view()
         loader.add_option(
             "datakit_config", str, self.default_config,
             "Datakit workflow file, or a directory of *.yaml, *.yml and *.json workflows (loaded in name order).",
@@ -102,6 +105,7 @@ class Datakit:
             self._disconnect_watcher = asyncio.get_running_loop().create_task(watch_disconnects(self.engine))
 
     async def done(self) -> None:
+        unregister_view()
         for task in (self._watcher, self._disconnect_watcher, *self._background):
             if task is not None:
                 task.cancel()
@@ -110,13 +114,13 @@ class Datakit:
         await self._close(self.workflows)
         await self.engine.services.aclose()
 
-    def _path(self) -> str:
+    def config_path(self) -> str:
         return self._config_path or self.default_config
 
     def reload(self, initial: bool = False) -> bool:
         """Load the configured workflows now, in this thread; keep the old
         ones if that fails. (At run time the addon loads off the loop.)"""
-        path = self._path()
+        path = self.config_path()
         seen = snapshot(path)
         outcome = load_outcome(path)
         self._changes.loaded_from(seen)
@@ -125,7 +129,7 @@ class Datakit:
     async def _reload_now(self) -> None:
         """The option changed at run time: load the new path at once."""
         async with self._reload_lock:
-            path = self._path()
+            path = self.config_path()
             seen = await self._off_loop(snapshot, path)
             await self._reload_off_loop(path, seen)
 
@@ -142,6 +146,7 @@ class Datakit:
         for entry in outcome.skipped:
             logger.warning("Datakit: skipped %s in %s: %s", entry.name, path, entry.reason)
         if outcome.workflows is None:
+            self.last_reload_error = str(outcome.error)
             if initial:
                 logger.error("Datakit: invalid workflow configuration: %s", outcome.error)
             else:
@@ -151,10 +156,10 @@ class Datakit:
             return False
         workflows = outcome.workflows
         old, self.engine.workflows = self.engine.workflows, workflows
+        self.last_reload_error = None
         # old and new: a closing workflow may still log
         LOG_FILTER.use([s for wf in (*old, *workflows) for s in wf.secrets])
-        names = ", ".join(f"{w.name} ({len([n for n in w.plan.nodes if n.index >= 0])} nodes)" for w in workflows) or "none"
-        logger.info("Datakit: loaded %d workflow(s) from %s in %.2f s: %s", len(workflows), path, outcome.seconds, names)
+        logger.info("Datakit: loaded %d workflow(s) from %s in %.2f s: %s", len(workflows), path, outcome.seconds, describe(workflows))
         if old:
             self._spawn(self._close(old))
         return True
@@ -164,7 +169,7 @@ class Datakit:
             await asyncio.sleep(RELOAD_INTERVAL)
             try:
                 async with self._reload_lock:
-                    path = self._path()
+                    path = self.config_path()
                     current = await self._off_loop(snapshot, path)
                     if self._changes.should_load(current):
                         logger.info("Datakit: workflow files changed, reloading")

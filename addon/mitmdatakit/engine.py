@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from .nodes.base import Phase
 from .redaction import safe_url
 from .scrub import scrub_request
 from .runtime import FlowRun, RunAborted, Services, WorkflowFailed
+from .summary import METADATA_KEY as METADATA_KEY  # re-exported: offline.py
+from .summary import attach
 from .trace import Trace
 from .workflow import RequestFacts, Workflow
 
@@ -29,7 +32,6 @@ logger = logging.getLogger("mitmdatakit")
 
 TRACE_HEADER = "x-datakit-debug-trace"
 TRACE_OFF_VALUES = frozenset({"0", "false", "off"})
-METADATA_KEY = "datakit"
 
 
 def trace_requested(flow: http.HTTPFlow) -> bool:
@@ -325,14 +327,9 @@ class Engine:
                 logger.exception("Datakit: scrubbing the recorded request of workflow %s failed", run.workflow.name)
 
     def _attach(self, run: FlowRun) -> None:
-        """Keep the trace on the flow (mitmweb, saved flows)."""
-        if run.trace is None:
-            return
-        report = run.report()
-        run.flow.metadata[METADATA_KEY] = {"workflow": run.workflow.name, "trace": report}
-        summary = f"datakit: {run.workflow.name} {report['status']} in {report['duration'] * 1000:.1f} ms"
-        if not run.flow.comment:
-            run.flow.comment = summary
+        """Keep the run's summary (and trace, when traced) on the flow: the
+        `Datakit` contentview, markers, saved flows (summary.py)."""
+        attach(run, time.perf_counter())
 
 
 def _acts_on_request(wf: Workflow) -> bool:

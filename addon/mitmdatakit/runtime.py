@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -153,6 +154,11 @@ class FlowRun:
         self.status: list[str] = [NODE_PENDING] * n
         self.errors: list[str | None] = [None] * n
         self.remaining = [len(d) for d in plan.deps]
+        # the run's timeline, kept for every run (summary.py): cheap clock reads
+        self.started_wall = time.time()
+        self.started = time.perf_counter()
+        self.node_start: list[float | None] = [None] * n
+        self.node_end: list[float | None] = [None] * n
         self.phase = Phase.REQUEST
         self.trace: Trace | None = Trace(workflow.redactor) if tracing else None
         self.failure: WorkflowFailed | None = None
@@ -318,6 +324,7 @@ class FlowRun:
             if self.trace is not None:
                 self.trace.event(node.name, node.type_name, "run", inputs, self.plan.secret_inputs[i])
             self.status[i] = NODE_RUNNING
+            self.node_start[i] = time.perf_counter()
             result = node.run(inputs, self)
         except Exception as e:  # noqa: BLE001
             self._fail(i, e)
@@ -346,6 +353,7 @@ class FlowRun:
             result = result.outputs
         self.values[i] = result if result is not None else {}
         self.status[i] = NODE_COMPLETE
+        self.node_end[i] = time.perf_counter()
         if self.trace is not None:
             self.trace.event(node.name, node.type_name, "complete", self.values[i], self.plan.secret_outputs[i])
         for name in skip:
@@ -399,6 +407,7 @@ class FlowRun:
 
     def _set(self, i: int, status: str, action: str, values: Mapping[str, Any] | None = None) -> None:
         self.status[i] = status
+        self.node_end[i] = time.perf_counter()
         if self.trace is not None:
             node = self.plan.nodes[i]
             self.trace.event(node.name, node.type_name, action, values)
