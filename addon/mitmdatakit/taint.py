@@ -4,7 +4,9 @@ A node's output ports are secret when the node declares them so
 (`secret_outputs()`: the vault) or when any of its inputs is fed,
 directly or through other nodes, from a secret port. Conservative: one
 secret input makes every output of the node secret (a jq filter may mix
-anything into anything). Only the inputs that are fed from a secret are
+anything into anything), except through the inputs a node declares sealed
+(`sealed_inputs()`: a JWT key, which cannot be read back from the claims
+or the signature). Only the inputs that are fed from a secret are
 marked on the input side, so the clean inputs of a run stay visible.
 
 Taint follows connections only. Values that travel outside the graph
@@ -64,7 +66,7 @@ def secret_ports(nodes: Sequence[Any], inputs: Sequence[Sequence[Conn]], order: 
             secret_in[i] = ALL_PORTS
         elif tainted:
             secret_in[i] = frozenset(tainted)
-        if everything or tainted:
+        if everything or tainted - nodes[i].sealed_inputs():
             secret_out[i] = ALL_PORTS
         else:
             secret_out[i] = frozenset(nodes[i].secret_outputs())

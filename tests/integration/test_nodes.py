@@ -530,7 +530,9 @@ def test_vault_secrets_are_redacted_in_the_trace(c, api):
         "user": "[REDACTED]",
     }
     headers_done = next(e for e in report["events"] if e["name"] == "HEADERS" and e["action"] == "complete")
-    assert headers_done["values"][0]["value"]["x-token"] == "[REDACTED]"
+    # built from secrets: the whole value is redacted (taint.py), not only
+    # the literal secret in it
+    assert headers_done["values"][0]["value"] == "[REDACTED]"
     call_run = next(e for e in report["events"] if e["name"] == "CALL" and e["action"] == "run")
     assert "[REDACTED]" in json.dumps(call_run["values"])
     # the call still got the real values

@@ -47,7 +47,8 @@ def workflows() -> dict[str, dict]:
         "deep": _jq_exit("/deep", DEEP_RESULT, debug=True),
         "deep-input": _jq_exit("/deep-input", "fromjson | length", debug=True, input_="request.body"),
         "error": _jq_exit("/error", 'error("boom")', debug=True),
-        "echo": _jq_exit("/echo", "{n: (.n + 1)}", input_="request.body"),
+        # unbounded (`def`), so the workers run it, not the proxy (jq_bounds.py)
+        "echo": _jq_exit("/echo", "def inc: . + 1; {n: (.n | inc)}", input_="request.body"),
         # the trivial flow of another workflow: no jq at all
         "trivial": {"match": {"paths": ["/trivial"]}, "nodes": [
             {"name": "BODY", "type": "static", "values": {"ok": True}},
@@ -313,7 +314,8 @@ def _get_quietly(proxy: str, url: str) -> None:
 
 def test_no_worker_survives_a_normal_stop(tmp_path, mitm_confdir):
     mock = MockServer().start()
-    cfg = write_workflows(tmp_path / "wf", {"echo": _jq_exit("/echo", "{n: (.n + 1)}", input_="request.body")})
+    # unbounded (`def`), so a worker runs it rather than the proxy (jq_bounds.py)
+    cfg = write_workflows(tmp_path / "wf", {"echo": _jq_exit("/echo", "def inc: . + 1; {n: (.n | inc)}", input_="request.body")})
     mitm = Mitmdump(cfg, script=SCRIPTS, confdir=mitm_confdir, quiet=True)
     try:
         with mitm.client(timeout=10) as c:

@@ -72,7 +72,7 @@ async def test_failed_run_marks_the_flow_and_names_the_node(dk):
     assert flow.response.status_code == 500
     record = flow.metadata["datakit"]
     assert record["status"] == "PLAN_ERROR"
-    assert record["failure"]["node"] == "BAD" and record["failure"]["type"] == "jq" and record["failure"]["index"] == 1  # as the 500 body and the log number it
+    assert record["failure"]["node"] == "BAD" and record["failure"]["type"] == "jq" and record["failure"]["index"] == 2  # counted from 1, as the 500 body and the log number it
     assert flow.marked == ":x:"
     assert flow.marked in __import__("mitmproxy.utils.emoji", fromlist=["emoji"]).emoji  # mitmproxy accepts it
     assert flow.comment.startswith("datakit: wf failed at node BAD (jq): ")
@@ -96,7 +96,7 @@ async def test_contentview_without_debug_shows_no_values(dk):
     assert result.view_name == "Datakit"
     text = result.text
     assert "workflow    wf" in text and "PLAN_ERROR" in text
-    assert "failed at   node BAD (jq, #1)" in text and "nope" in text
+    assert "failed at   node BAD (jq, #2)" in text and "nope" in text
     for name, status in (("OK", "NODE_COMPLETE"), ("BAD", "NODE_ERROR"), ("NEVER", "NODE_CANCELED")):
         line = next(line for line in text.splitlines() if line.strip().startswith(name + " "))
         assert status in line

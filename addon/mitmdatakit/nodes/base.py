@@ -200,6 +200,12 @@ class Node:
         """Outputs known when loading (static), checked against typed inputs."""
         return None
 
+    def sealed_inputs(self) -> frozenset[str]:
+        """Input ports whose value cannot be read back from any output (a
+        key that signs or verifies): a secret there does not make the
+        outputs secret (taint.py). The input itself stays redacted."""
+        return frozenset()
+
     def secret_outputs(self) -> frozenset[str]:
         """Output ports whose values are secrets: redacted in traces and logs."""
         return frozenset()

@@ -62,6 +62,9 @@ class JwtSignNode(Node):
             raise self.config_error(f"'{key}' must be at least {minimum}", field=key)
         return value
 
+    def sealed_inputs(self) -> frozenset[str]:
+        return frozenset({"key"})  # the claims and the signature do not reveal the key
+
     def input_ports(self) -> Ports:
         return Ports(named={"claims": PortType.MAP, "key": PortType.ANY})
 

@@ -64,6 +64,9 @@ class JwtVerifyNode(Node):
             raise self.config_error(f"'{key}' must be a boolean", field=key)
         return value
 
+    def sealed_inputs(self) -> frozenset[str]:
+        return frozenset({"key"})  # the claims and the signature do not reveal the key
+
     def input_ports(self) -> Ports:
         return Ports(named={"token": PortType.STRING, "key": PortType.ANY})
 
