@@ -9,6 +9,7 @@ real `FlowRun`s and a real `Engine`, without a proxy around them.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -150,12 +151,16 @@ def node_costs(s: Settings) -> Result:
         run.exit_response = None
         ex_n.run(ex_in, run)
 
-    # jq runs in a worker process (jq_pool): awaited on one loop
+    # bounded programs run in process (a plain result); others in a worker
+    # process (jq_pool), awaited on one loop
     loop = asyncio.new_event_loop()
     l1_n, l1_in = node("L1_0")
+    in_worker = copy.copy(jq_n)
+    in_worker.in_process = False
     costs = {
-        "jq (in a worker process, round trip)": loop.run_until_complete(per_call_async(lambda: jq_n.run(jq_in, run), number)),
-        "jq (one-input filter, `.conf.a + 0`)": loop.run_until_complete(per_call_async(lambda: l1_n.run(l1_in, run), number)),
+        "jq (bounded program, in process)": per_call(lambda: jq_n.run(jq_in, run), number),
+        "jq (one-input filter, `.conf.a + 0`, in process)": per_call(lambda: l1_n.run(l1_in, run), number),
+        "jq (in a worker process, round trip)": loop.run_until_complete(per_call_async(lambda: in_worker.run(jq_in, run), number)),
         "static": per_call(lambda: st_n.run(st_in, run), number * 5),
         "property get (kong.ctx.shared)": per_call(lambda: get_n.run(get_in, run), number * 5),
         "property set (kong.ctx.shared)": per_call(lambda: set_n.run(set_in, run), number * 5),

@@ -46,6 +46,8 @@ class Datakit(DatakitCommands):
         self._config_path: str | None = None
         self.last_reload_error: str | None = None
         self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
+        self.stream_guard = StreamGuard(self.engine)
+        self.addons: list[Any] = []  # child addons, chosen in configure
         self._changes = ChangeDetector()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
@@ -76,11 +78,24 @@ class Datakit(DatakitCommands):
             "is killed and its node fails (the client gets a 500).",
         )
 
+    def _choose_hooks(self) -> None:
+        """Hooks that only some set-ups need live on child addons, present
+        only then: mitmproxy pays for every hook an addon has on every flow
+        (child addons are looked up live, in order)."""
+        children: list[Any] = []
+        if self.client_host.rewrite:  # reverse mode: first, selection needs the client's Host
+            children.append(self.client_host)
+        if ctx.options.stream_large_bodies:
+            children.append(self.stream_guard)
+        self.addons = children
+
     def configure(self, updated: set[str]) -> None:
         if not self._is_running and self.certs_dir and ctx.options.confdir == MITMPROXY_DEFAULT_CONFDIR:
             # keep the CA with the project (certs/), unless the user chose a confdir
             ctx.options.update(confdir=self.certs_dir)
-        self.client_host.configure(ctx.options, updated)
+        self.client_host.options_changed(ctx.options, updated)
+        if updated & {"mode", "keep_host_header", "stream_large_bodies"}:
+            self._choose_hooks()
         if bodies.OPTION in updated:
             try:
                 self.engine.services.body_size_limit = bodies.parse_limit(getattr(ctx.options, bodies.OPTION))
@@ -205,16 +220,6 @@ class Datakit(DatakitCommands):
 
     # -- flows: the engine does the work -----------------------------------
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        self.client_host.requestheaders(flow)  # first: selecting a workflow needs the client's Host
-        self.engine.requestheaders(flow)
-
-    def server_connect(self, data) -> None:
-        self.client_host.server_connect(data)
-
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        self.engine.responseheaders(flow)
-
     async def request(self, flow: http.HTTPFlow) -> None:
         await self.engine.request(flow)
 
@@ -229,6 +234,20 @@ class Datakit(DatakitCommands):
         # HTTP/2 connection layers close the connection; only the flow's
         # stream waits for the hook): its calls are aborted now
         self.engine.client_gone(client.id)
+
+
+class StreamGuard:
+    """The hooks that refuse workflows on bodies mitmproxy streams (a child
+    addon of `Datakit`, present only with `stream_large_bodies` set)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self.engine.requestheaders(flow)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self.engine.responseheaders(flow)
 
 
 __all__ = ["Datakit"]

@@ -52,7 +52,7 @@ class ClientHost:
         self._user_keeps_host = False
         self._own_change = False
 
-    def configure(self, options: Any, updated: set[str]) -> None:
+    def options_changed(self, options: Any, updated: set[str]) -> None:
         if self._own_change:
             return
         if "keep_host_header" in updated:

@@ -34,7 +34,10 @@ INPUT_LIMIT = 8 * 1024
 """Largest JSON input (bytes) a bounded program runs on in process."""
 
 SLOW_RUN_SECONDS = 0.025
-"""An in-process run slower than this sends the program to the workers for good."""
+"""In-process runs that take more CPU than this, SLOW_RUNS_TO_DEMOTE times in
+a row, send the program to the workers for good."""
+
+SLOW_RUNS_TO_DEMOTE = 3
 
 # builtins that terminate in time about linear (n log n at most) in their
 # input and produce one value per call

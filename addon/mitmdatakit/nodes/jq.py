@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import jq
 
 from ..errors import NodeError
-from ..jq_bounds import INPUT_LIMIT, SLOW_RUN_SECONDS, is_bounded
+from ..jq_bounds import INPUT_LIMIT, SLOW_RUN_SECONDS, SLOW_RUNS_TO_DEMOTE, is_bounded
 from ..jq_worker import first_line
 from ..jq_pool import DEFAULT_TIMEOUT_MS, JqError, JqPool, JqTimeout, JqWorkerFailed
 from .base import SELF, Node, Ports, PortType, register
@@ -50,6 +51,7 @@ class JqNode(Node):
         except ValueError as e:
             raise self.config_error(f"jq syntax error: {_first_line(e)}", field="jq") from None
         self.in_process = is_bounded(self.source_text)
+        self._slow_runs = 0
         # with `inputs:` the filter sees an object of the named inputs
         self.named_inputs = tuple((spec.connections.get("inputs") or {}).keys())
 
@@ -61,7 +63,9 @@ class JqNode(Node):
     def output_ports(self) -> Ports:
         return Ports(self_type=PortType.ANY)
 
-    async def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+        """A plain result when the program runs here (no task, no wake-up),
+        a coroutine when a worker runs it."""
         if SELF in inputs:
             data = inputs[SELF]
         else:
@@ -79,6 +83,9 @@ class JqNode(Node):
             raise NodeError("jq error: the input is nested too deeply to encode as JSON") from None
         if self.in_process and len(text) <= INPUT_LIMIT:
             return {SELF: self._run_here(text)}
+        return self._run_in_worker(text, ctx)
+
+    async def _run_in_worker(self, text: bytes, ctx) -> dict[str, Any]:
         services = ctx.services
         budget_ms = services.option_or(TIMEOUT_OPTION, DEFAULT_TIMEOUT_MS)
         pool: JqPool = services.shared(POOL_KEY, JqPool)
@@ -94,8 +101,22 @@ class JqNode(Node):
             raise NodeError("jq failed: jq result is nested too deeply to return") from None
         return {SELF: _one_value(results)}
 
+    def _clock(self, elapsed: float) -> None:
+        """The safety net behind the static bounds: a program slow several
+        runs in a row goes to the workers for good. One slow run is not
+        enough: a garbage collection that happens during it counts too."""
+        if elapsed <= SLOW_RUN_SECONDS:
+            self._slow_runs = 0
+            return
+        self._slow_runs += 1
+        if self._slow_runs >= SLOW_RUNS_TO_DEMOTE and self.in_process:
+            self.in_process = False
+            logger.warning("Datakit: jq node %r took %.0f ms of CPU in process %d runs in a row; "
+                           "its program runs in the jq workers from now on", self.name, elapsed * 1000, self._slow_runs)
+
     def _run_here(self, text: bytes) -> Any:
-        started = time.perf_counter()
+        # CPU time of this thread: a run the OS preempted is not a slow program
+        started = time.thread_time()
         try:
             results = self.program.input_text(text.decode("utf-8")).all()
         except ValueError as e:
@@ -103,11 +124,7 @@ class JqNode(Node):
         except RecursionError:
             raise NodeError("jq failed: jq result is nested too deeply to return") from None
         finally:
-            elapsed = time.perf_counter() - started
-            if elapsed > SLOW_RUN_SECONDS and self.in_process:
-                self.in_process = False  # a safety net: the bounds are a static judgement
-                logger.warning("Datakit: jq node %r took %.0f ms in process; its program runs in the jq workers from now on",
-                               self.name, elapsed * 1000)
+            self._clock(time.thread_time() - started)
         return _one_value(results)
 
 
