@@ -339,7 +339,7 @@ def graph(path: str, fmt: str, out: TextIO, err: TextIO) -> int:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .offline import OfflineRunner, RequestError, UpstreamError, load_request, load_response
+    from .offline import OfflineRunner, RequestError, UpstreamError, closing_workflows, load_request, load_response
 
     try:
         workflows = load_path(args.path)
@@ -354,15 +354,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_USAGE
 
     async def go():
-        runner = OfflineRunner()
-        try:
+        async with closing_workflows(workflows), OfflineRunner() as runner:
             return await runner.run(
                 workflows, flow, service_response=service_response, upstream=args.upstream, debug=args.trace,
             )
-        finally:
-            await runner.aclose()
-            for wf in workflows:
-                await wf.aclose()
 
     try:
         result = asyncio.run(go())

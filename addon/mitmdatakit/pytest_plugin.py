@@ -184,12 +184,10 @@ class DatakitRunner:
             return
 
         async def shutdown() -> None:
-            await self._runner.aclose()
-            for wf in self._loaded:
-                try:
-                    await wf.aclose()
-                except Exception:  # noqa: BLE001 - teardown must go on
-                    pass
+            from .offline import closing_workflows
+
+            async with closing_workflows(self._loaded):
+                await self._runner.aclose()
 
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
