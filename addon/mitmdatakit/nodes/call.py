@@ -79,6 +79,13 @@ class CallNode(Node):
                 raise self.config_error(message, field="url")
             raise NodeError(message)
 
+    def summary(self) -> str:
+        url = str(self.spec.attrs.get("url"))
+        scheme, sep, rest = url.partition("://")
+        if sep and "@" in rest.split("/", 1)[0]:  # no credentials in pictures
+            url = f"{scheme}://{rest.split('@', 1)[1]}"
+        return f"{str(self.spec.attrs.get('method') or 'GET').upper()} {url}"
+
     def input_ports(self) -> Ports:
         return Ports(
             named={
