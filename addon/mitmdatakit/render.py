@@ -10,6 +10,8 @@ the upstream answered.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from .graph import Conn, Plan
 from .nodes.base import SELF, Phase
 from .workflow import Workflow
@@ -86,6 +88,13 @@ class GraphModel:
     def by_phase(self, phase: Phase) -> list[int]:
         return [i for i in self.shown if self.phase[i] is phase]
 
+    def phases(self) -> Iterator[tuple[Phase, list[int]]]:
+        """Each phase with nodes, in running order, with its nodes."""
+        for phase in (Phase.REQUEST, Phase.RESPONSE):
+            members = self.by_phase(phase)
+            if members:
+                yield phase, members
+
     def implicit_used(self) -> list[str]:
         return [self.plan.nodes[i].name for i in self.shown if self.implicit(i)]
 
@@ -128,10 +137,8 @@ def render_mermaid(wf: Workflow) -> str:
         "%% solid arrows: data connections (SOURCE -> TARGET ports); dotted: branch then/else control",
         "flowchart LR",
     ]
-    for phase, sub in ((Phase.REQUEST, "before_proxying"), (Phase.RESPONSE, "after_upstream")):
-        members = model.by_phase(phase)
-        if not members:
-            continue
+    for phase, members in model.phases():
+        sub = {Phase.REQUEST: "before_proxying", Phase.RESPONSE: "after_upstream"}[phase]
         lines.append(f'  subgraph {sub}["{_mermaid_text(PHASE_TITLES[phase])}"]')
         for i in members:
             name, kind = model.title(i)
@@ -173,10 +180,8 @@ def render_dot(wf: Workflow) -> str:
         '  node [shape=box, style="rounded", fontname="Helvetica"];',
         '  edge [fontname="Helvetica", fontsize=10];',
     ]
-    for phase, sub in ((Phase.REQUEST, "cluster_before_proxying"), (Phase.RESPONSE, "cluster_after_upstream")):
-        members = model.by_phase(phase)
-        if not members:
-            continue
+    for phase, members in model.phases():
+        sub = {Phase.REQUEST: "cluster_before_proxying", Phase.RESPONSE: "cluster_after_upstream"}[phase]
         lines.append(f"  subgraph {sub} {{")
         lines.append(f"    label={_dot_string(PHASE_TITLES[phase])};")
         lines.append('    style="dashed";')

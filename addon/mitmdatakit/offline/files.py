@@ -53,6 +53,13 @@ def _first_http_flow(path: Path) -> http.HTTPFlow:
     raise RequestError(f"{path}: the flow file holds no HTTP flow")
 
 
+def _description_or_flow(path: Path) -> Mapping[str, Any] | http.HTTPFlow:
+    """What a file holds: a JSON/YAML description, else (a mitmproxy flow
+    file) its first HTTP flow."""
+    doc = _read_description(path)
+    return doc if doc is not None else _first_http_flow(path)
+
+
 def load_request(arg: str | os.PathLike[str]) -> http.HTTPFlow:
     """A flow from `datakit run --request ARG`: a URL (GET), a JSON/YAML
     request description file, or a saved mitmproxy flow file (its first
@@ -63,11 +70,10 @@ def load_request(arg: str | os.PathLike[str]) -> http.HTTPFlow:
     path = Path(text)
     if not path.is_file():
         raise RequestError(f"{text}: no such file (and not an http:// or https:// URL)")
-    doc = _read_description(path)
-    if doc is not None:
-        return request_flow(doc, where=str(path))
-    saved = _first_http_flow(path)
-    flow = saved.copy()  # a fresh id: the request id of this run
+    found = _description_or_flow(path)
+    if not isinstance(found, http.HTTPFlow):
+        return request_flow(found, where=str(path))
+    flow = found.copy()  # a fresh id: the request id of this run
     flow.response = None
     flow.error = None
     flow.metadata.pop(METADATA_KEY, None)
@@ -82,13 +88,12 @@ def load_response(arg: str | os.PathLike[str]) -> http.Response:
     path = Path(os.fspath(arg))
     if not path.is_file():
         raise RequestError(f"{path}: no such file")
-    doc = _read_description(path)
-    if doc is not None:
-        return build_response(doc, where=str(path))
-    saved = _first_http_flow(path)
-    if saved.response is None:
+    found = _description_or_flow(path)
+    if not isinstance(found, http.HTTPFlow):
+        return build_response(found, where=str(path))
+    if found.response is None:
         raise RequestError(f"{path}: the flow has no response")
-    return saved.response.copy()
+    return found.response.copy()
 
 
 def load_workflows(source: Any, *, name: str = "workflow") -> list[Workflow]:
