@@ -19,7 +19,7 @@ from .hosts import ClientHost
 from .redaction import LOG_FILTER
 from .reloading import POLL_INTERVAL, ChangeDetector, Outcome, Snapshot, load_outcome, snapshot
 from .jq_pool import DEFAULT_TIMEOUT_MS as DEFAULT_JQ_TIMEOUT_MS
-from .runtime import Services
+from .runtime import Services, option_value
 from .workflow import Workflow
 
 logger = logging.getLogger("mitmdatakit")
@@ -209,10 +209,8 @@ class Datakit(DatakitCommands):
         task.add_done_callback(self._background.discard)
 
     def _option(self, name: str) -> Any:
-        try:
-            return ctx.options._options[name].current()
-        except (KeyError, AttributeError):
-            raise KeyError(name) from None
+        options = getattr(ctx, "options", None)  # unset outside a running mitmproxy
+        return option_value(options, name)
 
     @property
     def workflows(self) -> Sequence[Workflow]:

@@ -11,6 +11,7 @@ from mitmproxy import command, contentviews, exceptions, flow
 
 from .contentview import VIEW_NAME, render
 from .contentview import view as datakit_view
+from .render import render_mermaid
 from .summary import from_flow
 
 if TYPE_CHECKING:
@@ -61,8 +62,6 @@ class DatakitCommands:
     @command.command("datakit.graph")
     def graph_command(self, flow: flow.Flow) -> str:
         """The Mermaid graph of the Datakit workflow that ran on the flow."""
-        from .cli import render_mermaid  # the CLI's renderer (argparse & co. only when asked)
-
         return render_mermaid(self._workflow_of(flow))
 
     @command.command("datakit.summary")

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ def _color(enabled: bool) -> Callable[[str, str], str]:
 # -- the mock APIs -----------------------------------------------------------------
 
 
-def start_apis() -> dict[str, MockAPI]:
+def start_apis(stack: ExitStack) -> dict[str, MockAPI]:
+    """The three mock APIs, started; `stack` stops them."""
     users = MockAPI(USERS_PORT, "users API")
     orders = MockAPI(ORDERS_PORT, "orders API")
     backend = MockAPI(BACKEND_PORT, "backend")
@@ -84,18 +86,12 @@ def start_apis() -> dict[str, MockAPI]:
     orders.route("GET", "/orders", orders_of)
     backend.route("*", "/*", echo)
     started: dict[str, MockAPI] = {}
-    try:
-        for key, api in (("users", users), ("orders", orders), ("backend", backend)):
-            try:
-                api.start()
-            except OSError as e:
-                raise SystemExit(f"demo: cannot listen on 127.0.0.1:{api.port} for the {api.name} ({e.strerror}); "
-                                 "is another demo running?") from None
-            started[key] = api
-    except BaseException:
-        for api in started.values():
-            api.stop()
-        raise
+    for key, api in (("users", users), ("orders", orders), ("backend", backend)):
+        try:
+            started[key] = stack.enter_context(api)
+        except OSError as e:
+            raise SystemExit(f"demo: cannot listen on 127.0.0.1:{api.port} for the {api.name} ({e.strerror}); "
+                             "is another demo running?") from None
     return started
 
 
@@ -154,6 +150,12 @@ class Mitmdump:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         return self.proc.returncode
+
+    def __enter__(self) -> Mitmdump:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def _accepts(port: int) -> bool:
@@ -302,28 +304,26 @@ def main(argv: list[str] | None = None) -> int:
         out(f"demo: {SCRIPT} not found; run the demo from a checkout of the repository")
         return 2
     out(c(BOLD, "Datakit for mitmproxy: demo (everything on 127.0.0.1)"))
-    apis = start_apis()
-    mitm = Mitmdump(free_port(), WORKFLOWS, CONFDIR)
     failures: list[str] = []
-    try:
-        for api in apis.values():
-            out(f"  mock {api.name:<11} {api.url}")
-        mitm.start()
-        proxy = f"http://127.0.0.1:{mitm.port}"
-        out(f"  mitmdump          {proxy}  ({' '.join(mitm.cmd[1:3])}, datakit_config={WORKFLOWS.relative_to(REPO)}/)")
-        out(c(DIM, f"  try it yourself meanwhile: curl -x {proxy} 'http://demo.datakit.local/dashboard?user=2'"))
-        failures = asyncio.run(send_all(proxy, out, c))
-        out("")
-        out(c(BOLD, "What the mock APIs received"))
-        for api in apis.values():
-            calls = ", ".join(f"{r.method} {r.path}" + (f"?{'&'.join(f'{k}={v}' for k, v in r.query.items())}" if r.query else "") for r in api.requests)
-            out(f"  {api.name:<11} {len(api.requests)} request(s): {calls or '-'}")
-    except Exception as e:  # noqa: BLE001 - report and clean up
-        failures.append(f"{type(e).__name__}: {e}")
-    finally:
-        code = mitm.stop()
-        for api in apis.values():
-            api.stop()
+    with ExitStack() as stack:  # on the way out: mitmdump stops, then the APIs
+        apis = start_apis(stack)
+        mitm = stack.enter_context(Mitmdump(free_port(), WORKFLOWS, CONFDIR))
+        try:
+            for api in apis.values():
+                out(f"  mock {api.name:<11} {api.url}")
+            mitm.start()
+            proxy = f"http://127.0.0.1:{mitm.port}"
+            out(f"  mitmdump          {proxy}  ({' '.join(mitm.cmd[1:3])}, datakit_config={WORKFLOWS.relative_to(REPO)}/)")
+            out(c(DIM, f"  try it yourself meanwhile: curl -x {proxy} 'http://demo.datakit.local/dashboard?user=2'"))
+            failures = asyncio.run(send_all(proxy, out, c))
+            out("")
+            out(c(BOLD, "What the mock APIs received"))
+            for api in apis.values():
+                calls = ", ".join(f"{r.method} {r.path}" + (f"?{'&'.join(f'{k}={v}' for k, v in r.query.items())}" if r.query else "") for r in api.requests)
+                out(f"  {api.name:<11} {len(api.requests)} request(s): {calls or '-'}")
+        except Exception as e:  # noqa: BLE001 - report and clean up
+            failures.append(f"{type(e).__name__}: {e}")
+    code = mitm.stop()  # stopped already: its exit status
     datakit_lines = [line for line in mitm.lines if "Datakit" in line]
     out("")
     out(c(BOLD, "mitmdump's log" if args.verbose else "mitmdump's Datakit log lines (--verbose: all of it)"))

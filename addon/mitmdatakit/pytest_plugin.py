@@ -37,6 +37,7 @@ import asyncio
 import json as _json
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -184,12 +185,10 @@ class DatakitRunner:
             return
 
         async def shutdown() -> None:
-            await self._runner.aclose()
-            for wf in self._loaded:
-                try:
-                    await wf.aclose()
-                except Exception:  # noqa: BLE001 - teardown must go on
-                    pass
+            from .offline import closing_workflows
+
+            async with closing_workflows(self._loaded):
+                await self._runner.aclose()
 
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
@@ -198,6 +197,12 @@ class DatakitRunner:
             thread.join(timeout=10)
             loop.close()
             self._loop = self._thread = None
+
+    def __enter__(self) -> DatakitRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _has_header(headers: Any, name: str) -> bool:
@@ -217,9 +222,8 @@ def _with_header(headers: Any, name: str, value: str) -> Any:
 @pytest.fixture
 def datakit() -> Iterator[DatakitRunner]:
     """Run Datakit workflows on requests: `datakit.run(WORKFLOW, METHOD, URL, ...)`."""
-    runner = DatakitRunner()
-    yield runner
-    runner.close()
+    with DatakitRunner() as runner:
+        yield runner
 
 
 @pytest.fixture
@@ -229,13 +233,9 @@ def datakit_mock_api() -> Iterator[Callable[..., MockAPI]]:
     `api.url`, `api.requests`. Stopped after the test."""
     from .mock_api import MockAPI
 
-    started: list[MockAPI] = []
+    with ExitStack() as started:  # stops them in reverse order
 
-    def make(port: int = 0, name: str = "mock-api") -> MockAPI:
-        api = MockAPI(port=port, name=name).start()
-        started.append(api)
-        return api
+        def make(port: int = 0, name: str = "mock-api") -> MockAPI:
+            return started.enter_context(MockAPI(port=port, name=name))
 
-    yield make
-    for api in reversed(started):
-        api.stop()
+        yield make

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .bodies import DEFAULT_LIMIT
 from .codecs import json_type
 from .errors import NodeError
+from .http_clients import CALLS, HttpClients
 from .nodes.base import SELF, Phase, PortType, Skip
 from .trace import (
     NODE_CANCELED,
@@ -49,8 +50,7 @@ class Services:
     and resources node types create on first use (`shared`)."""
 
     def __init__(self, option: Callable[[str], Any] | None = None) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self.clients = HttpClients()
         self.option = option or _default_option
         self.node_id = str(uuid.uuid4())
         # bytes, after decompression, of any body Datakit reads (the addon
@@ -75,26 +75,12 @@ class Services:
             return default
 
     def http(self) -> aiohttp.ClientSession:
-        """The shared client session (one per event loop; pooled keep-alive
-        connections across flows)."""
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session_loop is not loop:
-            import aiohttp  # here, not at the top: most workflows make no calls
-
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=300, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=True,
-                trust_env=False,
-                skip_auto_headers=("User-Agent",),
-            )
-            self._session_loop = loop
-        return self._session
+        """The shared client session of `call` nodes (one per event loop;
+        pooled keep-alive connections across flows)."""
+        return self.clients.session(CALLS)
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        await self.clients.aclose()
         shared, self._shared = self._shared, {}
         for key, resource in shared.items():
             try:
@@ -113,9 +99,15 @@ def _default_option(name: str) -> Any:
         from mitmproxy.options import Options
 
         _DEFAULT_OPTIONS = Options()
+    return option_value(_DEFAULT_OPTIONS, name)
+
+
+def option_value(options: Any, name: str) -> Any:
+    """A mitmproxy option's current value, read through the public API;
+    KeyError for a name no addon declared."""
     try:
-        return _DEFAULT_OPTIONS._options[name].current()
-    except KeyError:
+        return getattr(options, name)
+    except AttributeError:
         raise KeyError(name) from None
 
 

@@ -636,3 +636,24 @@ async def test_kong_example_get_then_set_flow():
     await put.run({"key": "cache key", "data": {"anything": 1}, "ttl": 100}, None)
     second = await get.run({"key": "cache key"}, None)
     assert second["miss"] is False and second["data"] == {"anything": 1}  # -> EXIT_HIT
+
+
+@pytest.mark.parametrize(
+    "redis, field, text",
+    [
+        ({"port": 6379.0}, "resources.cache.redis.port", "must be an integer from 0 to 65535"),
+        ({"database": True}, "resources.cache.redis.database", "must be a non-negative integer"),
+        ({"read_timeout": 2000.0}, "resources.cache.redis.read_timeout", "(milliseconds)"),
+        ({"keepalive_pool_size": 0}, "resources.cache.redis.keepalive_pool_size", "must be an integer from 1 to"),
+        ({"host": ""}, "resources.cache.redis.host", "must be a non-empty string"),
+        ({"sentinel_role": ["master"]}, "resources.cache.redis.sentinel_role", "must be one of master, slave, any"),
+        ({"cluster_nodes": [{"ip": "h", "port": 1.0}]}, "resources.cache.redis.cluster_nodes[0].port", "0 to 65535"),
+    ],
+)
+def test_field_kinds_are_kongs_integers_and_strings(redis, field, text):
+    """JSON Schema's "integer" would take 6379.0 and its checks would take
+    True for 1: Kong's fields do not."""
+    with pytest.raises(ConfigError) as info:
+        CacheResource({"strategy": "redis", "redis": redis}, "t.yaml")
+    assert info.value.field == field
+    assert text in info.value.message

@@ -171,6 +171,10 @@ class Node:
     """"request" or "response": the node writes its `headers`, `body` (and
     `query`) inputs into that message (scrub.py keeps secrets out of records)."""
 
+    gates_control: ClassVar[bool] = False
+    """The node decides which other nodes run (`gated_nodes`); graphs draw
+    it as a decision."""
+
     def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         self.spec = spec
         self.name = spec.name
@@ -235,6 +239,11 @@ class Node:
         raise NotImplementedError
 
     # -- helpers -----------------------------------------------------------
+
+    def summary(self) -> str:
+        """A short hint of what this node does, for graph labels ("" for none).
+        Never a secret: labels end up in files and pictures."""
+        return ""
 
     def attr(self, key: str, default: Any = None) -> Any:
         value = self.spec.attrs.get(key)

@@ -19,6 +19,7 @@ NAME_LIST = {
 @register
 class BranchNode(Node):
     type_name = "branch"
+    gates_control = True
     schema = {
         "properties": {
             "then": {**NAME_LIST, "description": "Nodes that may run when the input is true."},

@@ -86,6 +86,10 @@ class CacheNode(Node):
             )
         self.cache = resource
 
+    def summary(self) -> str:
+        ttl = self.spec.attrs.get("ttl")
+        return "" if ttl is None else f"ttl {ttl}"
+
     def input_ports(self) -> Ports:
         return self._inputs
 

@@ -25,6 +25,7 @@ from ..codecs import (
 )
 from ..errors import NodeError
 from ..header_policy import writable_headers
+from ..urls import http_url
 from .base import Node, Ports, PortType, register
 
 DEFAULT_TIMEOUT_MS = 60_000
@@ -72,16 +73,18 @@ class CallNode(Node):
         self.ssl_server_name: str | None = self.attr("ssl_server_name")
 
     def _check_url(self, url: Any, config: bool = False) -> None:
-        try:
-            parts = urlsplit(url) if isinstance(url, str) else None
-            ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
-        except ValueError:  # e.g. an unclosed IPv6 bracket
-            ok = False
-        if not ok:
+        if http_url(url) is None:
             message = f"invalid URL {url!r} (expected http:// or https://)"
             if config:
                 raise self.config_error(message, field="url")
             raise NodeError(message)
+
+    def summary(self) -> str:
+        url = str(self.spec.attrs.get("url"))
+        scheme, sep, rest = url.partition("://")
+        if sep and "@" in rest.split("/", 1)[0]:  # no credentials in pictures
+            url = f"{scheme}://{rest.split('@', 1)[1]}"
+        return f"{str(self.spec.attrs.get('method') or 'GET').upper()} {url}"
 
     def input_ports(self) -> Ports:
         return Ports(

@@ -22,6 +22,9 @@ class ExitNode(Node):
         super().__init__(spec, workflow)
         self.status = int(self.attr("status", 200))
 
+    def summary(self) -> str:
+        return f"status {self.spec.attrs.get('status') or 200}"
+
     def changes_client_response(self) -> bool:
         return True
 

@@ -62,6 +62,10 @@ class JwtSignNode(Node):
             raise self.config_error(f"'{key}' must be at least {minimum}", field=key)
         return value
 
+    def summary(self) -> str:
+        algorithm = self.spec.attrs.get("algorithm")
+        return str(algorithm) if algorithm else ""
+
     def sealed_inputs(self) -> frozenset[str]:
         return frozenset({"key"})  # the claims and the signature do not reveal the key
 

@@ -51,6 +51,9 @@ class PropertyNode(Node):
     def output_ports(self) -> Ports:
         return Ports(self_type=PortType.ANY)
 
+    def summary(self) -> str:
+        return str(self.spec.attrs.get("property"))
+
     def changes_client_response(self) -> bool:
         return self.setting and self.prop.sets_client_response
 
