@@ -88,7 +88,11 @@ def env(tmp_path_factory, mitm_confdir) -> Iterator[tuple[Mitmdump, MockServer]]
     deep = "[" * DEEP + "]" * DEEP
     mock.route("GET", "/deep/resp", Reply(body=deep, headers={"Content-Type": "application/json"}))
     cfg = write_workflows(tmp_path_factory.mktemp("bad-input"), workflows(mock, free_port()))
-    mitm = Mitmdump(cfg, script=SCRIPTS, confdir=mitm_confdir, quiet=True, options={"datakit_body_size_limit": "32m"},  # its 20 MB bodies are over the 10m default
+    # its 20-25 MB bodies are over the 10m default body limit, and jq over
+    # them (in a worker: encode, pipe, parse, run) takes 1-2.5 s on a loaded
+    # 2-core machine, over the 1 s default jq budget: raised as a user would
+    options = {"datakit_body_size_limit": "32m", "datakit_jq_timeout": 15000}
+    mitm = Mitmdump(cfg, script=SCRIPTS, confdir=mitm_confdir, quiet=True, options=options,
                     env={SECRET_ENV: SECRET}, start=False)
     try:
         mitm.start()
