@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from .config import load_file, load_path, workflow_files
 from .errors import ConfigError
 from .graph import Conn, Plan
-from .nodes.base import SELF, Phase
+from .ports import SELF, Phase
 from .workflow import Workflow
 
 EXIT_OK = 0

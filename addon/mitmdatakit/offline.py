@@ -37,7 +37,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from .codecs import decode_body, decode_headers, decode_query, encode_body, encode_query, header_lookup, is_json_type
 from .config import load_document, load_path, load_text
 from .engine import METADATA_KEY, Engine
-from .errors import DatakitError
+from .errors import RequestError, UpstreamError
 from .header_policy import is_hop_by_hop
 from .runtime import FlowRun, Services
 from .scrub import scrub_message
@@ -71,14 +71,6 @@ DEFAULT_UPSTREAM_TIMEOUT = 30.0
 
 REQUEST_KEYS = frozenset({"method", "url", "headers", "body", "query", "http_version", "client"})
 RESPONSE_KEYS = frozenset({"status", "reason", "headers", "body", "http_version"})
-
-
-class RequestError(DatakitError):
-    """A request or response description that cannot be used."""
-
-
-class UpstreamError(DatakitError):
-    """The real upstream could not be reached (mitmproxy would answer 502)."""
 
 
 # -- building messages ---------------------------------------------------------
@@ -631,7 +623,7 @@ class OfflineRunner:
             if run.failure is not None:
                 result.error = run.failure.message
                 result.failed_node = run.failure.name
-            result.exited = run.exit_response is not None and not result.failed
+            result.exited = run.client_response.exit is not None and not result.failed
             meta = flow.metadata.get(METADATA_KEY)
             if isinstance(meta, Mapping):
                 result.trace = meta.get("trace")

@@ -64,14 +64,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import DatakitError, NodeError
+from ..errors import CacheBackendError, CacheValueError, VaultError
 from . import Resource, register
-from .vault import VaultError, looks_like_reference, resolve_value, vault_entities
+from .vault import looks_like_reference, resolve_value, vault_entities
 
 __all__ = [
-    "CacheBackendError",
     "CacheResource",
-    "CacheValueError",
     "MemoryBackend",
     "MemoryStore",
     "RedisBackend",
@@ -91,14 +89,6 @@ _SWEEP_EVERY = 1024  # sets between sweeps of expired memory entries
 # memory of one entry besides its two strings: the (expiry, text) tuple, the
 # float and the ordered dict's slot (measured with tracemalloc: about 146)
 _ENTRY_OVERHEAD = 160
-
-
-class CacheBackendError(DatakitError):
-    """The cache store failed (unreachable, timed out, refused, corrupt entry)."""
-
-
-class CacheValueError(NodeError):
-    """A value that cannot be cached (not JSON-encodable). Never bypassed."""
 
 
 def _encode(value: Any) -> str:
