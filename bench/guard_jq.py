@@ -20,7 +20,8 @@ DATA = {"tag": "acme-gold", "settings": {"tenant": "acme", "tier": "gold"}}
 def run(settings: Settings, wd) -> Result:
     import jq
 
-    from mitmdatakit.jq_pool import JqPool, JqTimeout
+    from mitmdatakit.errors import JqTimeout
+    from mitmdatakit.jq_pool import JqPool
 
     res = Result("guard jq")
     number = 2000 if settings.quick else 10000

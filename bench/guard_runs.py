@@ -41,7 +41,7 @@ def run(s: Settings, wd: Path) -> Result:
     from mitmdatakit import config, graph
     from mitmdatakit.disconnects import abort_abandoned
     from mitmdatakit.engine import Engine
-    from mitmdatakit.nodes.base import Phase
+    from mitmdatakit.ports import Phase
     from mitmdatakit.runtime import FlowRun, Services
     from mitmdatakit.scrub import scrub_request
     from mitmdatakit.taint import secret_ports

@@ -79,7 +79,7 @@ def node_costs(s: Settings) -> Result:
     from mitmdatakit.engine import Engine
     from mitmdatakit.nodes import base
     from mitmdatakit.nodes import jq as jq_node
-    from mitmdatakit.nodes.base import Phase
+    from mitmdatakit.ports import Phase
     from mitmdatakit.runtime import FlowRun, Services
     from mitmproxy.test import tflow, tutils
 
@@ -135,7 +135,7 @@ def node_costs(s: Settings) -> Result:
     plan = wf.plan
     run = FlowRun(wf, flow(), Services())
     asyncio.run(run.run_phase(Phase.REQUEST))  # fills in every value
-    inputs = {i: run._gather(i) for i in range(len(plan.nodes)) if plan.nodes[i].index >= 0}
+    inputs = {i: run._gather(i) for i in range(len(plan.nodes)) if plan.nodes[i].declared}
 
     def node(name: str):
         i = plan.by_name[name]
@@ -148,7 +148,7 @@ def node_costs(s: Settings) -> Result:
     ex_n, ex_in = node("EXIT")
 
     def exit_once():
-        run.exit_response = None
+        run.client_response.exit = None
         ex_n.run(ex_in, run)
 
     # bounded programs run in process (a plain result); others in a worker
@@ -169,7 +169,7 @@ def node_costs(s: Settings) -> Result:
     # the exit node only records the answer; the engine builds the mitmproxy
     # Response from it when the phase ends
     exit_once()
-    costs["exit: the answer built from it (Engine._exit_response)"] = per_call(lambda: engine._exit_response(run), number)
+    costs["exit: the answer built from it (ClientResponse.exit_message)"] = per_call(run.client_response.exit_message, number)
     for name, cost in costs.items():
         res.row(f"{name}: per execution", us(cost))
 
@@ -178,8 +178,8 @@ def node_costs(s: Settings) -> Result:
     own = 0.0  # summed node.run time of one real flow
     for i in outputs:
         n, inp = plan.nodes[i], run._gather(i)
-        if n.index >= 0:
-            own += per_call(lambda n=n, inp=inp: (setattr(run, "exit_response", None), _drive(loop, n.run(inp, run))), 500, 3)
+        if n.declared:
+            own += per_call(lambda n=n, inp=inp: (setattr(run.client_response, "exit", None), _drive(loop, n.run(inp, run))), 500, 3)
     loop.close()
 
     async def full_flow():
@@ -198,7 +198,7 @@ def node_costs(s: Settings) -> Result:
     finally:
         for i, fn in stubs.items():
             plan.nodes[i].run = fn
-    declared = sum(1 for n in plan.nodes if n.index >= 0)
+    declared = sum(1 for n in plan.nodes if n.declared)
     res.raw["twenty"] = {"full": full, "scheduler": sched, "node_work": own, "engine": engine_20}
     res.row("20-node graph: whole flow through Engine.request", us(engine_20))
     res.row("20-node graph: FlowRun + run_phase (real nodes)", f"{us(full)} (node work {us(own)})")

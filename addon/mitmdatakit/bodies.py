@@ -20,9 +20,9 @@ from typing import Any
 
 from mitmproxy.utils import human
 
-from .errors import NodeError
+from .errors import BODY_SIZE_OPTION, BodyStreamed, BodyTooLarge
 
-OPTION = "datakit_body_size_limit"
+OPTION = BODY_SIZE_OPTION
 DEFAULT_LIMIT_TEXT = "10m"
 
 
@@ -39,24 +39,6 @@ def parse_limit(text: str) -> int:
 
 
 DEFAULT_LIMIT = parse_limit(DEFAULT_LIMIT_TEXT)
-
-
-class BodyTooLarge(NodeError):
-    def __init__(self, what: str, limit: int, *, encoded: bool = False) -> None:
-        stage = "before decompression" if encoded else "after decompression"
-        super().__init__(
-            f"{what} exceeds the body size limit of {limit} bytes ({stage}); "
-            f"raise the mitmproxy option {OPTION} to accept it"
-        )
-        self.limit = limit
-
-
-class BodyStreamed(NodeError):
-    def __init__(self, what: str) -> None:
-        super().__init__(
-            f"{what} was streamed by mitmproxy (stream_large_bodies) and cannot be read; "
-            "send it with a Content-Length, or raise stream_large_bodies"
-        )
 
 
 def read_body(message: Any, limit: int, what: str) -> bytes | None:

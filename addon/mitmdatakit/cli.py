@@ -50,7 +50,7 @@ def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
             except ConfigError as e:
                 results.append(_error_entry(e, str(f)))
                 continue
-            declared = [n for n in wf.plan.nodes if n.index >= 0]
+            declared = [n for n in wf.plan.nodes if n.declared]
             results.append({"file": str(f), "valid": True, "workflow": wf.name, "nodes": len(declared), "enabled": wf.enabled})
     invalid = [r for r in results if not r["valid"]]
     if as_json:

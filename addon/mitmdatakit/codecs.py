@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
-from .errors import CodecError
+from .errors import BodyDecodeError, CodecError, JSONTooDeep
 from .header_policy import writable_headers
 
 HeaderMap = dict[str, str | list[str]]
@@ -53,10 +53,6 @@ def parse_json(data: bytes | str) -> Any:
         return json.loads(data, parse_float=_finite_float, parse_constant=_no_constant)
     except RecursionError:
         raise JSONTooDeep("JSON nested too deeply") from None
-
-
-class JSONTooDeep(ValueError):
-    pass
 
 
 # -- headers ---------------------------------------------------------------
@@ -230,10 +226,6 @@ def bytes_to_text(content: bytes) -> str:
 
 def text_to_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
-
-
-class BodyDecodeError(CodecError):
-    pass
 
 
 def decode_body(content: bytes | None, content_type: str | None, *, strict: bool = False) -> Any:

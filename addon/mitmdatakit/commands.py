@@ -33,7 +33,7 @@ def unregister_view() -> None:
 
 
 def describe(workflows: Sequence[Workflow]) -> str:
-    return ", ".join(f"{w.name} ({len([n for n in w.plan.nodes if n.index >= 0])} nodes)" for w in workflows) or "none"
+    return ", ".join(f"{w.name} ({len([n for n in w.plan.nodes if n.declared])} nodes)" for w in workflows) or "none"
 
 
 class DatakitCommands:

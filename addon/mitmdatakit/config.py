@@ -17,9 +17,9 @@ from typing import Any
 import jsonschema
 
 from .errors import ConfigError
-from .graph import IMPLICIT_NAMES, build_plan
+from .graph import build_plan
 from .parsing import parse_text, shorten
-from .nodes.base import Node, NodeSpec, WorkflowInfo, node_types
+from .nodes.base import Node, NodeSpec, WorkflowInfo, implicit_names, node_types
 from .resources import resource_types
 from .resources.vault import parse_vault_entities
 from .schema import EXTENSION_KEYS, KONG_ENTITY_KEYS, build_schema, node_schema
@@ -246,6 +246,7 @@ def _strip_nulls(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, prefix: str) -> tuple[list[NodeSpec], list[Node], list[dict]]:
     types = node_types()
+    reserved = implicit_names()
     seen: dict[str, int] = {}
     specs, declared, connections = [], [], []
     # nodes are numbered from 1, as Kong's messages say "node #1"
@@ -265,7 +266,7 @@ def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, pref
             known = ", ".join(sorted(t for t, c in types.items() if not c.implicit))
             raise ConfigError(f"unknown node type {node_type!r} (known: {known})", file=source, field="type", **where)
         where["node_type"] = node_type
-        if name in IMPLICIT_NAMES:
+        if name in reserved:
             raise ConfigError(f"{name!r} is a reserved node name (an implicit node)", file=source, field="name", **where)
         if name in seen:
             raise ConfigError(f"duplicate node name {name!r} (also node #{seen[name]})", file=source, field="name", **where)

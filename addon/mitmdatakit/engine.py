@@ -16,13 +16,11 @@ from typing import Any
 
 from mitmproxy import http
 
-from .codecs import encode_body, encode_headers, header_lookup, write_message
-from .errors import CodecError
-from .header_policy import writable_headers
-from .nodes.base import Phase
+from .errors import CodecError, RunAborted, WorkflowFailed
+from .ports import Phase
 from .redaction import safe_url
 from .scrub import scrub_request
-from .runtime import FlowRun, RunAborted, Services, WorkflowFailed
+from .runtime import FlowRun, Services
 from .summary import METADATA_KEY as METADATA_KEY  # re-exported: offline.py
 from .summary import attach
 from .trace import Trace
@@ -48,23 +46,6 @@ def error_body(run: FlowRun, failure: WorkflowFailed) -> dict[str, Any]:
             "node": {"index": failure.index, "name": failure.name, "type": failure.node_type},
         }
     return {"message": "An unexpected error occurred", "request_id": run.request_id}
-
-
-def _set_field(fields: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
-    """`headers[name] = value` on a field list: the first field of that name
-    (any case) gets the value, further ones go; none: appended."""
-    out: list[tuple[str, str]] = []
-    done = False
-    for k, v in fields:
-        if k.lower() == name:
-            if not done:
-                out.append((k, value))
-                done = True
-        else:
-            out.append((k, v))
-    if not done:
-        out.append((name, value))
-    return out
 
 
 def _client_id(flow: http.HTTPFlow) -> str:
@@ -166,7 +147,7 @@ class Engine:
         except Exception as e:  # noqa: BLE001 - never let a bug take the proxy down
             self._crash(run, e)
             return run
-        if run.exit_response is not None:
+        if run.client_response.exit is not None:
             self._finish(run)
         return run
 
@@ -244,41 +225,11 @@ class Engine:
 
     # -- building the answer -------------------------------------------------
 
-    def _exit_response(self, run: FlowRun) -> http.Response:
-        """The exit's answer. The header list is built here and handed to
-        `Response.make` once: editing a made Response header by header and
-        then setting its content costs as much again as making it. The
-        result is the same message, fields in the same order:
-        Content-Length first, then the exit's headers."""
-        ex = run.exit_response
-        assert ex is not None
-        headers = writable_headers(ex.headers or {}, ex.node)
-        fields = encode_headers(headers)
-        if ex.body is not None and not isinstance(ex.body, (str, bytes)):
-            # a JSON body is not encoded: a Content-Encoding would lie
-            fields = [(k, v) for k, v in fields if k.lower() != "content-encoding"]
-        data, content_type = encode_body(ex.body, header_lookup(headers, "content-type"))
-        if content_type is not None:
-            fields = _set_field(fields, "content-type", content_type)
-        raw = [(b"content-length", b"0")]  # set from the content by make()
-        raw += [(k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape")) for k, v in fields]
-        # make() sets the content as `response.content = data` does: encoded
-        # per Content-Encoding, Content-Length recomputed in place
-        return http.Response.make(ex.status, data, raw)
-
     def _finish(self, run: FlowRun) -> None:
         """The response goes out: an exit's or the upstream's, with the
         workflow's `response` inputs, status and trace applied."""
-        flow = run.flow
         try:
-            if run.exit_response is not None:
-                flow.response = self._exit_response(run)
-            if flow.response is not None:
-                patch = run.response_patch
-                if patch:
-                    write_message(flow.response, patch.get("headers"), patch.get("body"), set_body="body" in patch, where="response")
-                if run.response_status is not None:
-                    flow.response.status_code = run.response_status
+            run.client_response.apply(run.flow)
         except CodecError as e:
             self._fail(run, WorkflowFailed(None, "response", "response", str(e)))
             return
@@ -344,7 +295,6 @@ def _acts_on_response(run: FlowRun) -> bool:
     return (
         run.plan.changes_response_late
         or "response" in run.plan.buffered_bodies
-        or bool(run.response_patch)
-        or run.response_status is not None
+        or run.client_response.changes_upstream_response
         or run.trace_to_client
     )

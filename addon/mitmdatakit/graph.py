@@ -12,46 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .connections import Conn, Label
 from .errors import ConfigError
-from .scrub import SecretWrite, secret_writes
-from .taint import secret_ports
-from .nodes.base import SELF, Node, NodeSpec, Phase, Ports, PortType, WorkflowInfo, node_types
-
-IMPLICIT_NAMES = ("request", "service_request", "service_response", "response", "vault")
-
-
-@dataclass(frozen=True)
-class Label:
-    """A parsed connection label: `NODE`, `NODE.PORT` or `NODE.PORT.KEY`."""
-
-    node: str
-    port: str | None = None
-    key: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Label:
-        parts = text.split(".", 2)
-        return cls(*parts) if all(parts) else cls("")
-
-    def __str__(self) -> str:
-        return ".".join(p for p in (self.node, self.port, self.key) if p is not None)
-
-
-@dataclass(frozen=True)
-class Conn:
-    """One resolved connection, as the runtime reads it.
-
-    `src_port` None: the source's node-wise value (a mapping of its ports for
-    object nodes). `dst_port` None: spread a mapping over the target's ports.
-    A key on either end reads or writes one entry of a map.
-    """
-
-    src: int
-    src_port: str | None
-    src_key: str | None
-    dst_port: str | None
-    dst_key: str | None
-    dst_type: PortType = PortType.ANY
+from .taint import SecretWrite, secret_ports, secret_writes
+from .nodes.base import Node, NodeSpec, WorkflowInfo, node_types
+from .ports import SELF, Phase, Ports, PortType
 
 
 @dataclass
@@ -104,8 +69,8 @@ class _Builder:
     def node(self, name: str, spec: NodeSpec, fieldname: str, label: str) -> int:
         if name in self.by_name:
             return self.by_name[name]
-        if name in IMPLICIT_NAMES:
-            cls = node_types()[name]
+        cls = node_types().get(name)
+        if cls is not None and cls.implicit:  # an implicit node is named as its type
             implicit = cls(NodeSpec(name=name, type=name, index=-1, attrs={}, source=self.info.source), self.info)
             self.nodes.append(implicit)
             self.inputs.append([])
@@ -315,11 +280,12 @@ def build_plan(specs: Sequence[NodeSpec], raw_nodes: Sequence[Mapping[str, Any]]
         for d in deps[i]:
             p = max(p, phase[d])
         phase[i] = p
-    sr = b.by_name.get("service_request")
-    if sr is not None and phase[sr] is Phase.RESPONSE:
-        culprit = next((nodes[d].name for d in deps[sr] if phase[d] is Phase.RESPONSE), "service_response")
-        raise _err(nodes[sr].spec if nodes[sr].index >= 0 else _first_spec_feeding(b, sr), None,
-                   f'invalid dependency ("{culprit}" -> "service_request"): the service request cannot depend on the service response')
+    for i in order:
+        node = nodes[i]
+        if phase[i] > node.max_phase():
+            culprit = next((nodes[d].name for d in deps[i] if phase[d] > node.max_phase()), node.name)
+            raise _err(node.spec if node.declared else _first_spec_feeding(b, i), None,
+                       f'invalid dependency ("{culprit}" -> "{node.name}"): {node.too_late}')
 
     for i, node in enumerate(nodes):
         node.bind(frozenset(b.used[i]))
@@ -346,14 +312,14 @@ def build_plan(specs: Sequence[NodeSpec], raw_nodes: Sequence[Mapping[str, Any]]
             phase[i] is Phase.RESPONSE and node.changes_client_response() for i, node in enumerate(nodes)
         ),
         acts_before_proxying=any(
-            phase[i] is Phase.REQUEST and (not node.implicit or deps[i]) for i, node in enumerate(nodes)
+            phase[i] is Phase.REQUEST and (node.declared or deps[i]) for i, node in enumerate(nodes)
         ),
     )
 
 
 def _first_spec_feeding(b: _Builder, target: int) -> NodeSpec:
     for c in b.inputs[target]:
-        if b.nodes[c.src].index >= 0:
+        if b.nodes[c.src].declared:
             return b.nodes[c.src].spec
     return b.specs[0]
 
@@ -373,7 +339,7 @@ def _toposort(nodes: Sequence[Node], deps: Sequence[frozenset[int]], dependents:
         return order
     # find one cycle to name it
     left = {i for i, r in enumerate(remaining) if r > 0}
-    start = min(left, key=lambda i: nodes[i].index if nodes[i].index >= 0 else 1 << 30)
+    start = min(left, key=lambda i: nodes[i].index if nodes[i].declared else 1 << 30)
     seen: dict[int, int] = {}
     path = [start]
     cur = start
@@ -384,11 +350,11 @@ def _toposort(nodes: Sequence[Node], deps: Sequence[frozenset[int]], dependents:
     cycle = path[seen[cur]:]
     a, b = nodes[cycle[1]], nodes[cycle[0]]  # cycle[1] feeds cycle[0]
     names = " -> ".join(f'"{nodes[i].name}"' for i in reversed(cycle))
-    spec = b.spec if b.index >= 0 else a.spec
+    spec = b.spec if b.declared else a.spec
     raise ConfigError(
         f'invalid dependency ("{a.name}" -> "{b.name}"): circular dependency ({names})',
         file=spec.source, node=spec.name, index=spec.index, node_type=spec.type,
     )
 
 
-__all__ = ["Conn", "IMPLICIT_NAMES", "Label", "Plan", "Ports", "build_plan"]
+__all__ = ["Conn", "Label", "Plan", "Ports", "build_plan"]

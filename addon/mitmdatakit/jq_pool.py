@@ -24,6 +24,7 @@ import sys
 from collections import deque
 from pathlib import Path
 
+from .errors import JqError, JqTimeout, JqWorkerFailed
 from .jq_worker import BAD_RESULT, HELLO, JQ_ERROR, NICENESS, OK, REPLY, REQUEST
 
 logger = logging.getLogger("mitmdatakit")
@@ -42,18 +43,6 @@ DEMOTE_AFTER_S = 0.1
 
 def default_pool_size() -> int:
     return max(2, min(4, os.cpu_count() or 2))
-
-
-class JqTimeout(Exception):
-    pass
-
-
-class JqError(Exception):
-    """A jq runtime error (the message is jq's)."""
-
-
-class JqWorkerFailed(Exception):
-    """The worker died, or its result cannot be returned."""
 
 
 class _Job:

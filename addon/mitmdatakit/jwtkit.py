@@ -40,6 +40,7 @@ from jwt.exceptions import InvalidSignatureError, PyJWTError
 from jwt.warnings import InsecureKeyLengthWarning
 
 from .codecs import parse_json
+from .errors import JWTError
 
 __all__ = [
     "ALGORITHMS",
@@ -97,10 +98,6 @@ _PRIVATE_TYPES = (
     ed25519.Ed25519PrivateKey,
     ed448.Ed448PrivateKey,
 )
-
-
-class JWTError(ValueError):
-    """A token or key that cannot be decoded, signed or verified."""
 
 
 # -- keys --------------------------------------------------------------------

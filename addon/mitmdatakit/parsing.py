@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import AliasBombError, ConfigError
 
 MAX_NESTING = 100
 MAX_ALIAS_EXPANSION = 100_000
@@ -66,10 +66,6 @@ def _construct_mapping(loader: _BoundedLoader, node: yaml.MappingNode, deep: boo
 
 
 _BoundedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-class AliasBombError(ValueError):
-    pass
 
 
 def _is_container(node: yaml.Node) -> bool:

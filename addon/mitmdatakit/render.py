@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .graph import Conn, Plan
-from .nodes.base import SELF, Phase
+from .ports import SELF, Phase
 from .workflow import Workflow
 
 __all__ = ["PHASE_TITLES", "RENDERERS", "GraphModel", "render_dot", "render_mermaid", "render_text"]
@@ -58,10 +58,10 @@ class GraphModel:
         # declared nodes always (in file order), implicit ones when something
         # connects to them: sources (request, vault, service_response) first,
         # sinks (service_request, response) last
-        shown = [i for i, n in enumerate(nodes) if n.index >= 0 or i in connected]
-        sources = [i for i in shown if nodes[i].index < 0 and not plan.inputs[i]]
-        sinks = [i for i in shown if nodes[i].index < 0 and plan.inputs[i]]
-        self.shown = sources + [i for i in shown if nodes[i].index >= 0] + sinks
+        shown = [i for i, n in enumerate(nodes) if n.declared or i in connected]
+        sources = [i for i in shown if not nodes[i].declared and not plan.inputs[i]]
+        sinks = [i for i in shown if not nodes[i].declared and plan.inputs[i]]
+        self.shown = sources + [i for i in shown if nodes[i].declared] + sinks
         self.phase = {i: plan.phase[i] for i in self.shown}
         # data edges grouped per (source, target), labels in declaration order
         self.edges: dict[tuple[int, int], list[str]] = {}
@@ -76,7 +76,7 @@ class GraphModel:
                     self.control.append((i, j, outcome))
 
     def implicit(self, i: int) -> bool:
-        return self.plan.nodes[i].index < 0
+        return not self.plan.nodes[i].declared
 
     def title(self, i: int) -> tuple[str, str]:
         node = self.plan.nodes[i]

@@ -14,14 +14,15 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .bodies import DEFAULT_LIMIT
+from .client_response import ClientResponse
 from .codecs import json_type
-from .errors import NodeError
+from .errors import NodeError, RunAborted, WorkflowFailed
 from .http_clients import CALLS, HttpClients
-from .nodes.base import SELF, Phase, PortType, Skip
+from .nodes.base import Skip
+from .ports import SELF, Phase, PortType
 from .trace import (
     NODE_CANCELED,
     NODE_COMPLETE,
@@ -111,29 +112,9 @@ def option_value(options: Any, name: str) -> Any:
         raise KeyError(name) from None
 
 
-class RunAborted(Exception):
-    """The run was given up from outside (its client disconnected)."""
-
-
-class WorkflowFailed(Exception):
-    def __init__(self, index: int | None, name: str, node_type: str, message: str) -> None:
-        super().__init__(message)
-        self.index = index
-        self.name = name
-        self.node_type = node_type
-        self.message = message
-
-
-@dataclass
-class ExitResponse:
-    status: int
-    headers: Mapping[str, Any] | None
-    body: Any
-    node: str
-
-
 class FlowRun:
-    """One workflow executing for one flow; this is the `ctx` nodes receive."""
+    """One workflow executing for one flow. Nodes see it through the narrow
+    `context.NodeContext` (their `ctx`); everywhere else it is the `run`."""
 
     def __init__(self, workflow: Workflow, flow: http.HTTPFlow, services: Services, *, tracing: bool = False) -> None:
         plan = workflow.plan
@@ -157,15 +138,14 @@ class FlowRun:
         self.debug = tracing  # debug error bodies (the workflow's `debug` or the addon option)
         self.trace_to_client = False  # the trace report replaces the response body
         self.finished = False  # the response went out
-        # flow-level effects, applied by the addon
-        self.exit_response: ExitResponse | None = None
-        self.response_patch: dict[str, Any] = {}
-        self.response_status: int | None = None
+        # the effects on the client's response, applied by the engine
+        self.client_response = ClientResponse()
         # property storage (kong.ctx.*, consumer, credential)
         self.ctx_shared: dict[str, Any] = {}
         self.ctx_plugin: dict[str, Any] = {}
         self.consumer: Any = None
         self.credential: Any = None
+        self.client_request: tuple[str, int, str] | None = None  # before a property retargeted the upstream
         self._tasks: dict[asyncio.Task, int] = {}
         self._cancelled: list[asyncio.Task] = []
         # Finished node tasks, in completion order, and the future that
@@ -184,10 +164,7 @@ class FlowRun:
 
     def respond(self, status: int, headers: Mapping[str, Any] | None, body: Any, node: str) -> None:
         """An exit node answers the client (the first exit wins)."""
-        if self.exit_response is not None:
-            logger.warning("Datakit: node %r: a response was already set by %r; ignored", node, self.exit_response.node)
-            return
-        self.exit_response = ExitResponse(status, headers, body, node)
+        self.client_response.answer(status, headers, body, node)
 
     async def run_phase(self, phase: Phase) -> None:
         """Run every node of `phase` whose dependencies are met, until none is
@@ -299,7 +276,7 @@ class FlowRun:
         assert self.trace is not None
         nodes = []
         for i, node in enumerate(self.plan.nodes):
-            if node.index < 0:
+            if not node.declared:
                 continue
             entry = {"name": node.name, "type": node.type_name, "status": self.status[i]}
             if self.errors[i] is not None:
@@ -394,7 +371,7 @@ class FlowRun:
             if status == NODE_PENDING or status == NODE_RUNNING:
                 self.status[j] = NODE_CANCELED
         # implicit nodes (response, service_request) have no position in `nodes`
-        self.failure = WorkflowFailed(node.index if node.index >= 0 else None, node.name, node.type_name, message)
+        self.failure = WorkflowFailed(node.index if node.declared else None, node.name, node.type_name, message)
         raise self.failure
 
     def _set(self, i: int, status: str, action: str, values: Mapping[str, Any] | None = None) -> None:

@@ -8,7 +8,7 @@ the request fields a workflow wrote from a secret can be replaced by
 `[REDACTED]` in the record without changing the traffic.
 
 Which fields: the inputs of message-writing nodes (`Node.writes`) fed from
-a secret, found on the graph at load (taint.py). Client-sent values are
+a secret, found on the graph at load (`taint.secret_writes`). Client-sent values are
 left alone, except a literal vault value (the client cannot know it).
 
 The response a workflow builds from a secret goes out as it is: mitmproxy
@@ -19,51 +19,18 @@ from the record without scrubbing it from the wire; a load warning says so.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from .taint import _from_secret
 from .trace import NODE_COMPLETE, REDACTED
 
 if TYPE_CHECKING:
     from mitmproxy import http
 
-    from .graph import Conn
     from .runtime import FlowRun
+    from .taint import SecretWrite
 
 REDACTED_BYTES = REDACTED.encode()
-
-
-@dataclass(frozen=True)
-class SecretWrite:
-    """A message-writing node fed from a secret: per input port, the keys
-    fed from a secret (None: the whole port)."""
-
-    node: int
-    writes: str  # "request" or "response"
-    ports: Mapping[str, frozenset[str] | None]
-
-
-def secret_writes(nodes: Sequence[Any], inputs: Sequence[Sequence[Conn]], secret_out: Sequence[Any]) -> list[SecretWrite]:
-    """At load: the message writers with an input fed from a secret."""
-    found = []
-    for i, node in enumerate(nodes):
-        if node.writes is None:
-            continue
-        ports: dict[str, frozenset[str] | None] = {}
-        for c in inputs[i]:
-            if not _from_secret(c, secret_out):
-                continue
-            targets = [c.dst_port] if c.dst_port is not None else list(node.input_ports().named)
-            for port in targets:
-                if c.dst_key is None or c.dst_port is None:
-                    ports[port] = None
-                elif port not in ports or ports[port] is not None:
-                    ports[port] = frozenset({*(ports.get(port) or ()), c.dst_key.lower()})
-        if ports:
-            found.append(SecretWrite(i, node.writes, ports))
-    return found
 
 
 def scrub_message(message: http.Message, run: FlowRun, writes: Sequence[SecretWrite]) -> int:
@@ -150,4 +117,4 @@ def _scrub_literal_secrets(request: Any, run: FlowRun) -> int:
     return count
 
 
-__all__ = ["REDACTED", "SecretWrite", "scrub_message", "scrub_request", "secret_writes"]
+__all__ = ["REDACTED", "scrub_message", "scrub_request"]

@@ -38,7 +38,7 @@ def summarize(run: FlowRun, ended: float) -> dict[str, Any]:
     node_start, node_end, status, errors = run.node_start, run.node_end, run.status, run.errors
     nodes = []
     for i, node in enumerate(run.plan.nodes):
-        if node.index < 0:
+        if not node.declared:
             continue  # implicit nodes: not in the workflow's `nodes`
         began, done = node_start[i], node_end[i]
         entry: dict[str, Any] = {

@@ -15,11 +15,12 @@ Taint follows connections only. Values that travel outside the graph
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .graph import Conn
+    from .connections import Conn
 
 
 class _AllPorts:
@@ -93,4 +94,36 @@ def strings(value: Any) -> Iterator[str]:
             yield from strings(v)
 
 
-__all__ = ["ALL_PORTS", "MIN_DERIVED_LENGTH", "NO_PORTS", "secret_ports", "strings"]
+
+@dataclass(frozen=True)
+class SecretWrite:
+    """A message-writing node fed from a secret: per input port, the keys
+    fed from a secret (None: the whole port)."""
+
+    node: int
+    writes: str  # "request" or "response"
+    ports: Mapping[str, frozenset[str] | None]
+
+
+def secret_writes(nodes: Sequence[Any], inputs: Sequence[Sequence[Conn]], secret_out: Sequence[Any]) -> list[SecretWrite]:
+    """At load: the message writers with an input fed from a secret."""
+    found = []
+    for i, node in enumerate(nodes):
+        if node.writes is None:
+            continue
+        ports: dict[str, frozenset[str] | None] = {}
+        for c in inputs[i]:
+            if not _from_secret(c, secret_out):
+                continue
+            targets = [c.dst_port] if c.dst_port is not None else list(node.input_ports().named)
+            for port in targets:
+                if c.dst_key is None or c.dst_port is None:
+                    ports[port] = None
+                elif port not in ports or ports[port] is not None:
+                    ports[port] = frozenset({*(ports.get(port) or ()), c.dst_key.lower()})
+        if ports:
+            found.append(SecretWrite(i, node.writes, ports))
+    return found
+
+
+__all__ = ["ALL_PORTS", "MIN_DERIVED_LENGTH", "NO_PORTS", "SecretWrite", "secret_ports", "secret_writes", "strings"]

@@ -11,7 +11,8 @@ import pytest
 from mitmproxy.net.encoding import zstd
 from mitmproxy.test import tutils
 
-from mitmdatakit.bodies import BodyStreamed, BodyTooLarge, parse_limit, read_body
+from mitmdatakit.bodies import parse_limit, read_body
+from mitmdatakit.errors import BodyStreamed, BodyTooLarge
 
 PLAIN = b'{"hello": "world", "n": [1, 2, 3]}' * 100
 

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from mitmdatakit.errors import ConfigError, NodeError
-from mitmdatakit.nodes.base import NodeSpec, Ports, PortType, WorkflowInfo
+from mitmdatakit.errors import CacheBackendError, CacheValueError, ConfigError, NodeError
+from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo
+from mitmdatakit.ports import Ports, PortType
 from mitmdatakit.nodes.cache import DEFAULT_TTL, CacheNode
 from mitmdatakit.resources import resource_types
 from mitmdatakit.resources.cache import (
     MEMORY_MAX_ENTRIES,
     REDIS_KEY_PREFIX,
-    CacheBackendError,
     CacheResource,
-    CacheValueError,
     MemoryBackend,
     MemoryStore,
 )

@@ -8,7 +8,8 @@ import tracemalloc
 
 import pytest
 
-from mitmdatakit.resources.cache import CacheBackendError, MemoryBackend, MemoryStore
+from mitmdatakit.errors import CacheBackendError
+from mitmdatakit.resources.cache import MemoryBackend, MemoryStore
 
 BOUND = 4 * 1024 * 1024
 

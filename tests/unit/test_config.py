@@ -8,7 +8,7 @@ import pytest
 
 from mitmdatakit.config import load_document, load_path, load_text
 from mitmdatakit.errors import ConfigError
-from mitmdatakit.nodes.base import Phase
+from mitmdatakit.ports import Phase
 
 CALL = {"name": "CALL", "type": "call", "url": "http://127.0.0.1:1/x"}
 
@@ -120,7 +120,7 @@ def test_node_order_does_not_decide_execution_order():
         {"name": "LAST", "type": "exit", "inputs": {"body": "FIRST"}},
         {"name": "FIRST", "type": "jq", "jq": "1"},
     ))
-    order = [w.plan.nodes[i].name for i in w.plan.order if w.plan.nodes[i].index >= 0]
+    order = [w.plan.nodes[i].name for i in w.plan.order if w.plan.nodes[i].declared]
     assert order == ["FIRST", "LAST"]
 
 

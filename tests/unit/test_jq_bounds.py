@@ -13,7 +13,8 @@ import pytest
 from mitmdatakit import jq_bounds
 from mitmdatakit.errors import NodeError
 from mitmdatakit.jq_bounds import INPUT_LIMIT, is_bounded
-from mitmdatakit.jq_pool import JqError, JqPool
+from mitmdatakit.errors import JqError
+from mitmdatakit.jq_pool import JqPool
 from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo
 from mitmdatakit.nodes.jq import JqNode
 

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from mitmdatakit.jq_pool import JqError, JqPool, JqTimeout, JqWorkerFailed
+from mitmdatakit.errors import JqError, JqTimeout, JqWorkerFailed
+from mitmdatakit.jq_pool import JqPool
 
 
 def run(coro):

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from mitmdatakit import jwtkit
 from mitmdatakit.errors import ConfigError, NodeError
-from mitmdatakit.nodes.base import NodeSpec, Ports, PortType, WorkflowInfo, node_types
+from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo, node_types
+from mitmdatakit.ports import Ports, PortType
 from mitmdatakit.nodes.jwt_decode import JwtDecodeNode
 from mitmdatakit.nodes.jwt_sign import JwtSignNode
 from mitmdatakit.nodes.jwt_verify import JwtVerifyNode

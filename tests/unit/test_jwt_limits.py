@@ -13,7 +13,8 @@ import jwt
 import pytest
 
 from mitmdatakit import jwtkit
-from mitmdatakit.jwtkit import MAX_KEYS_WITHOUT_KID, MAX_NUMERIC_DATE, JWTError
+from mitmdatakit.errors import JWTError
+from mitmdatakit.jwtkit import MAX_KEYS_WITHOUT_KID, MAX_NUMERIC_DATE
 
 
 def b64(data: bytes) -> str:

@@ -22,9 +22,10 @@ from tests.unit.addon_support import DK, dk, upstream_response  # noqa: F401 - d
 from tests.unit.addon_support import make_flow as _make_flow
 from mitmdatakit.config import load_text
 from mitmdatakit.errors import ConfigError
-from mitmdatakit.nodes.base import Phase
+from mitmdatakit.ports import Phase
 from mitmdatakit.properties import FAMILIES, PROPERTIES
-from mitmdatakit.runtime import FlowRun, Services, WorkflowFailed
+from mitmdatakit.errors import WorkflowFailed
+from mitmdatakit.runtime import FlowRun, Services
 
 # --------------------------------------------------------------------------- #
 # helpers
@@ -634,7 +635,7 @@ async def test_configuration_in_flow_run_uses_services_option():
         options={"mode": ["regular"]},
     )
     await run.run_phase(Phase.REQUEST)
-    assert run.exit_response is not None and run.exit_response.body == ["regular"]
+    assert run.client_response.exit is not None and run.client_response.exit.body == ["regular"]
 
 
 # --------------------------------------------------------------------------- #
@@ -668,7 +669,7 @@ async def test_content_type_json_decodes_on_get():
     )
     run.ctx_shared["doc"] = '{"a": [1, 2]}'
     await run.run_phase(Phase.REQUEST)
-    assert run.exit_response.body == {"p": {"a": [1, 2]}, "raw": '{"a": [1, 2]}'}
+    assert run.client_response.exit.body == {"p": {"a": [1, 2]}, "raw": '{"a": [1, 2]}'}
 
 
 async def test_content_type_json_round_trip_through_the_addon(dk):
@@ -729,7 +730,7 @@ async def test_non_nil_get_of_a_value_passes():
     )
     run.ctx_shared["k"] = 0
     await run.run_phase(Phase.REQUEST)
-    assert run.exit_response.body == 0
+    assert run.client_response.exit.body == 0
 
 
 async def test_non_nil_set_of_null_is_a_node_error(dk):

@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from mitmdatakit import config
-from mitmdatakit.nodes.base import Phase
+from mitmdatakit.ports import Phase
 from mitmdatakit.runtime import FlowRun, Services
 from mitmdatakit.scrub import scrub_request
 from tests.unit.addon_support import make_flow

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from mitmdatakit.errors import ConfigError
-from mitmdatakit.nodes.base import NodeSpec, Ports, PortType, WorkflowInfo
+from mitmdatakit.errors import ConfigError, VaultError
+from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo
+from mitmdatakit.ports import Ports, PortType
 from mitmdatakit.nodes.vault import VaultNode
 from mitmdatakit.resources import resource_types
 from mitmdatakit.resources.vault import (
-    VaultError,
     VaultReference,
     VaultResource,
     env_variable_name,

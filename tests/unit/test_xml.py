@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from mitmdatakit import xmljson
 from mitmdatakit.errors import ConfigError, NodeError
 from mitmdatakit.nodes import base
-from mitmdatakit.nodes.base import SELF, NodeSpec, PortType, WorkflowInfo
+from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo
+from mitmdatakit.ports import SELF, PortType
 from mitmdatakit.nodes.json_to_xml import JsonToXmlNode
 from mitmdatakit.nodes.xml_to_json import XmlToJsonNode
 

@@ -7,116 +7,26 @@ new node type is one new module under `mitmdatakit/nodes/`.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ConfigError, NodeError
+from ..errors import ConfigError
+from ..ports import Phase, Ports
 
 if TYPE_CHECKING:
-    from ..runtime import FlowRun as RunContext
+    from ..context import NodeContext
 
 __all__ = [
-    "ConfigError",
-    "NodeError",
     "Node",
     "NodeSpec",
     "Outputs",
-    "Phase",
-    "Ports",
-    "PortType",
-    "SELF",
     "Skip",
+    "WorkflowInfo",
+    "implicit_names",
     "node_types",
     "register",
 ]
-
-SELF = "$self"
-"""The port name of a node-wise connection into or out of a single-value node."""
-
-
-class PortType(enum.StrEnum):
-    STRING = "string"
-    NUMBER = "number"
-    BOOLEAN = "boolean"
-    OBJECT = "object"  # a node with fixed ports, seen as a whole
-    MAP = "map"  # string keys, any values (headers, query)
-    ANY = "any"
-
-    def accepts(self, value: Any) -> bool:
-        """Whether a run-time value fits this type (null always fits: unset)."""
-        if value is None or self is PortType.ANY:
-            return True
-        match self:
-            case PortType.STRING:
-                return isinstance(value, str)
-            case PortType.NUMBER:
-                return isinstance(value, (int, float)) and not isinstance(value, bool)
-            case PortType.BOOLEAN:
-                return isinstance(value, bool)
-            case PortType.MAP | PortType.OBJECT:
-                return isinstance(value, Mapping)
-        return False
-
-    def converts_from(self, source: PortType) -> bool:
-        """Kong's load-time rule: string <-> number connect, checked at run time."""
-        return {self, source} == {PortType.STRING, PortType.NUMBER}
-
-    def coerce(self, value: Any) -> Any:
-        """The value as this type, converting a number <-> string as Kong does;
-        raises ValueError when it neither fits nor converts."""
-        if self.accepts(value):
-            return value
-        if self is PortType.STRING and _is_number(value):
-            return _number_text(value)
-        if self is PortType.NUMBER and isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise ValueError("a string that is not a number") from None  # the value may be a secret
-            if number != number or number in (float("inf"), float("-inf")):
-                raise ValueError("a string that is not a finite number")
-            return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
-        raise ValueError(f"not a {self}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _number_text(value: int | float) -> str:
-    """Numbers as Lua prints them: a whole float has no '.0'."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return repr(value)
-
-
-class Phase(enum.IntEnum):
-    REQUEST = 1  # before proxying (mitmproxy `request` hook)
-    RESPONSE = 2  # after the upstream answered (mitmproxy `response` hook)
-
-
-@dataclass(frozen=True)
-class Ports:
-    """The ports on one side of a node.
-
-    `named` are the fixed ports with their types. `self_type` is set for
-    single-value nodes: their node-wise connection is the port `$self`.
-    `dynamic` allows port names chosen by the user (jq inputs, static
-    outputs); such ports are of type `any` unless `named` says otherwise.
-    """
-
-    named: Mapping[str, PortType] = field(default_factory=dict)
-    self_type: PortType | None = None
-    dynamic: bool = False
-
-    def type_of(self, port: str) -> PortType | None:
-        if port == SELF:
-            return self.self_type
-        if port in self.named:
-            return self.named[port]
-        return PortType.ANY if self.dynamic else None
 
 
 @dataclass(frozen=True)
@@ -125,7 +35,7 @@ class NodeSpec:
 
     name: str
     type: str
-    index: int  # position in `nodes` counted from 1, as Kong shows it (implicit nodes: -1)
+    index: int  # position in `nodes` counted from 1, as Kong shows it (implicit nodes: -1, see Node.declared)
     attrs: Mapping[str, Any]  # everything but name/type/input(s)/output(s)
     source: str = "<memory>"  # the workflow file, for error messages
     connections: Mapping[str, Any] = field(default_factory=dict)  # input(s)/output(s) as written
@@ -151,10 +61,11 @@ class Node:
     implement `run`.
 
     `run(inputs, ctx)` receives the values of the connected input ports (a
-    node-wise input arrives as `inputs["$self"]`) and returns a mapping of
-    output port to value (`{"$self": v}` for single-value nodes). It may be a
-    plain function (fast path, no task is created) or a coroutine function.
-    Raising `NodeError` fails the workflow with that message.
+    node-wise input arrives as `inputs["$self"]`) and the run's
+    `NodeContext`, and returns a mapping of output port to value
+    (`{"$self": v}` for single-value nodes). It may be a plain function
+    (fast path, no task is created) or a coroutine function. Raising
+    `NodeError` fails the workflow with that message.
     """
 
     type_name: ClassVar[str]
@@ -162,7 +73,9 @@ class Node:
     """JSON-Schema fragment for the node's attributes: `properties`, `required`."""
 
     implicit: ClassVar[bool] = False
-    """Implicit nodes (request, response, vault, ...) cannot be declared."""
+    """Implicit node types (request, response, vault, ...) cannot be declared:
+    the one node of such a type exists, named as its type, once a connection
+    names it. This is the only record of it (see `declared`)."""
 
     partial_inputs: ClassVar[bool] = False
     """Run even when some inputs come from skipped nodes (the implicit sinks)."""
@@ -191,10 +104,23 @@ class Node:
 
     # -- planning hooks ----------------------------------------------------
 
+    @property
+    def declared(self) -> bool:
+        """Whether the node is one of the workflow's `nodes` (it has a
+        position there) rather than an implicit one."""
+        return not self.implicit
+
     def min_phase(self) -> Phase:
         """The earliest phase the node can run in, beyond its data dependencies
         (a property read of the upstream's response status must wait for it)."""
         return Phase.REQUEST
+
+    def max_phase(self) -> Phase:
+        """The latest phase the node can run in: a dependency that runs
+        later is a load error, `too_late` saying why."""
+        return Phase.RESPONSE
+
+    too_late: ClassVar[str] = "the node cannot run after the request was proxied"
 
     def gated_nodes(self) -> Mapping[str, frozenset[str]]:
         """Nodes whose running this node decides (branch: its then/else lists)."""
@@ -235,7 +161,7 @@ class Node:
 
     # -- execution ---------------------------------------------------------
 
-    def run(self, inputs: dict[str, Any], ctx: RunContext) -> Outputs | Awaitable[Outputs]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Outputs | Awaitable[Outputs]:
         raise NotImplementedError
 
     # -- helpers -----------------------------------------------------------
@@ -285,6 +211,11 @@ def register(cls: type[Node]) -> type[Node]:
         raise RuntimeError(f"node type {name!r} registered twice")
     _REGISTRY[name] = cls
     return cls
+
+
+def implicit_names() -> frozenset[str]:
+    """The names of the implicit nodes (each is named as its type)."""
+    return frozenset(name for name, cls in node_types().items() if cls.implicit)
 
 
 def node_types() -> Mapping[str, type[Node]]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..codecs import json_type
+from ..context import NodeContext
 from ..errors import NodeError
-from .base import SELF, Node, Ports, PortType, Skip, register
+from ..ports import SELF, Ports, PortType
+from .base import Node, NodeSpec, Skip, WorkflowInfo, register
 
 NAME_LIST = {
     "type": "array",
@@ -27,7 +29,7 @@ class BranchNode(Node):
         },
     }
 
-    def __init__(self, spec, workflow) -> None:
+    def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)
         self.then = frozenset(self.attr("then", ()))
         self.otherwise = frozenset(self.attr("else", ()))
@@ -41,7 +43,7 @@ class BranchNode(Node):
     def gated_nodes(self) -> dict[str, frozenset[str]]:
         return {"then": self.then, "else": self.otherwise}
 
-    def run(self, inputs: dict[str, Any], ctx) -> Skip:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> Skip:
         value = inputs.get(SELF)
         if not isinstance(value, bool):
             raise NodeError(f"branch input must be a boolean, got {json_type(value)}")

@@ -34,9 +34,10 @@ import logging
 import math
 from typing import Any
 
-from ..errors import NodeError
-from ..resources.cache import CacheBackendError
-from .base import Node, NodeSpec, Ports, PortType, WorkflowInfo, register
+from ..context import NodeContext
+from ..errors import CacheBackendError, NodeError
+from ..ports import Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class CacheNode(Node):
             raise NodeError(f"ttl must not be negative ({value!r})")
         return None if value == 0 else value
 
-    async def run(self, inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         key = inputs.get("key")
         if key is None:
             raise NodeError("no cache key: the 'key' input is missing or null")

@@ -10,9 +10,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from ..bodies import BodyTooLarge
 from ..codecs import (
-    BodyDecodeError,
     bytes_to_text,
     decode_body,
     decode_headers,
@@ -23,10 +21,12 @@ from ..codecs import (
     json_type,
     query_keys,
 )
-from ..errors import NodeError
+from ..context import NodeContext
+from ..errors import BodyDecodeError, BodyTooLarge, NodeError
 from ..header_policy import writable_headers
 from ..urls import http_url
-from .base import Node, Ports, PortType, register
+from ..ports import Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 DEFAULT_TIMEOUT_MS = 60_000
 # besides framing and hop-by-hop headers (aiohttp's), the call's URL sets Host
@@ -54,7 +54,7 @@ class CallNode(Node):
         "required": ["url"],
     }
 
-    def __init__(self, spec, workflow) -> None:
+    def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)
         self.url: str = spec.attrs["url"]
         self._check_url(self.url, config=True)
@@ -103,7 +103,7 @@ class CallNode(Node):
     def output_ports(self) -> Ports:
         return Ports(named={"body": PortType.ANY, "headers": PortType.MAP, "status": PortType.NUMBER, "raw_body": PortType.STRING})
 
-    async def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+    async def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         url = inputs.get("url") or self.url
         if url is not self.url:  # the configured URL was checked when loading
             self._check_url(url)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Node, Ports, PortType, register
+from ..context import NodeContext
+from ..ports import Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 
 @register
@@ -18,7 +20,7 @@ class ExitNode(Node):
         },
     }
 
-    def __init__(self, spec, workflow) -> None:
+    def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)
         self.status = int(self.attr("status", 200))
 
@@ -31,6 +33,6 @@ class ExitNode(Node):
     def input_ports(self) -> Ports:
         return Ports(named={"body": PortType.ANY, "headers": PortType.MAP})
 
-    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         ctx.respond(self.status, inputs.get("headers"), inputs.get("body"), self.name)
         return {}

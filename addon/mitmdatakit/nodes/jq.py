@@ -17,11 +17,13 @@ from typing import Any
 
 import jq
 
-from ..errors import NodeError
+from ..context import NodeContext
+from ..errors import JqError, JqTimeout, JqWorkerFailed, NodeError
 from ..jq_bounds import INPUT_LIMIT, SLOW_RUN_SECONDS, SLOW_RUNS_TO_DEMOTE, is_bounded
 from ..jq_worker import first_line
-from ..jq_pool import DEFAULT_TIMEOUT_MS, JqError, JqPool, JqTimeout, JqWorkerFailed
-from .base import SELF, Node, Ports, PortType, register
+from ..jq_pool import DEFAULT_TIMEOUT_MS, JqPool
+from ..ports import SELF, Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 logger = logging.getLogger("mitmdatakit")
 
@@ -43,7 +45,7 @@ class JqNode(Node):
         "required": ["jq"],
     }
 
-    def __init__(self, spec, workflow) -> None:
+    def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)
         self.source_text: str = spec.attrs["jq"]
         try:
@@ -63,7 +65,7 @@ class JqNode(Node):
     def output_ports(self) -> Ports:
         return Ports(self_type=PortType.ANY)
 
-    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         """A plain result when the program runs here (no task, no wake-up),
         a coroutine when a worker runs it."""
         if SELF in inputs:
@@ -85,7 +87,7 @@ class JqNode(Node):
             return {SELF: self._run_here(text)}
         return self._run_in_worker(text, ctx)
 
-    async def _run_in_worker(self, text: bytes, ctx) -> dict[str, Any]:
+    async def _run_in_worker(self, text: bytes, ctx: NodeContext) -> dict[str, Any]:
         services = ctx.services
         budget_ms = services.option_or(TIMEOUT_OPTION, DEFAULT_TIMEOUT_MS)
         pool: JqPool = services.shared(POOL_KEY, JqPool)

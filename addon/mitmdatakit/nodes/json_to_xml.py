@@ -13,7 +13,10 @@ from typing import Any
 
 from .. import xmljson
 from ..codecs import TypedText
-from .base import SELF, Node, NodeError, NodeSpec, Ports, PortType, WorkflowInfo, register
+from ..context import NodeContext
+from ..errors import NodeError
+from ..ports import SELF, Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 XML_MEDIA_TYPE = "application/xml"
 _NAME = {"type": "string", "minLength": 1, "maxLength": 32}
@@ -58,7 +61,7 @@ class JsonToXmlNode(Node):
     def output_ports(self) -> Ports:
         return Ports(self_type=PortType.STRING)
 
-    def run(self, inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         value = inputs.get(SELF)
         if isinstance(value, str):
             try:

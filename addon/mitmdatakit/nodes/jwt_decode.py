@@ -8,7 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import jwtkit
-from .base import SELF, Node, NodeError, NodeSpec, Ports, PortType, WorkflowInfo, register
+from ..context import NodeContext
+from ..errors import NodeError
+from ..ports import SELF, Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 
 @register
@@ -31,7 +34,7 @@ class JwtDecodeNode(Node):
             }
         )
 
-    def run(self, inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         try:
             header, payload, signature = jwtkit.decode(inputs.get(SELF))
         except jwtkit.JWTError as exc:

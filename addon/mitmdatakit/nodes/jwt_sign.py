@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import jwtkit
-from .base import Node, NodeError, NodeSpec, Ports, PortType, WorkflowInfo, register
+from ..context import NodeContext
+from ..errors import NodeError
+from ..ports import Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 
 @register
@@ -77,7 +80,7 @@ class JwtSignNode(Node):
             named={"token": PortType.STRING, "claims": PortType.MAP, "header": PortType.MAP}
         )
 
-    def run(self, inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         key = inputs.get("key")
         if key is None:
             raise NodeError("jwt_sign: no signing key (the 'key' input is missing or null)")

@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import jwtkit
-from .base import Node, NodeError, NodeSpec, Ports, PortType, WorkflowInfo, register
+from ..context import NodeContext
+from ..errors import NodeError
+from ..ports import Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 _STRING_LIST = {"type": "array", "items": {"type": "string"}}
 
@@ -73,7 +76,7 @@ class JwtVerifyNode(Node):
     def output_ports(self) -> Ports:
         return Ports(named={"claims": PortType.MAP, "header": PortType.MAP})
 
-    def run(self, inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         token = inputs.get("token")
         if token is None:
             raise NodeError("jwt_verify: no token (the 'token' input is missing or null)")

@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 from ..codecs import json_type
+from ..context import NodeContext
 from ..errors import NodeError
 from ..properties import FAMILIES, PROPERTIES, lookup, refused_option
-from .base import SELF, Node, Phase, Ports, PortType, register
+from ..ports import SELF, Phase, Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 CONTENT_TYPES = ("application/json", "application/octet-stream", "text/plain")
 
@@ -25,7 +27,7 @@ class PropertyNode(Node):
         "required": ["property"],
     }
 
-    def __init__(self, spec, workflow) -> None:
+    def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)
         self.property_name: str = spec.attrs["property"]
         found = lookup(self.property_name)
@@ -60,12 +62,12 @@ class PropertyNode(Node):
     def min_phase(self) -> Phase:
         return Phase.REQUEST if self.setting else self.prop.get_phase
 
-    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         if self.setting:
             return self._set(inputs.get(SELF), ctx)
         return self._get(ctx)
 
-    def _get(self, ctx) -> dict[str, Any]:
+    def _get(self, ctx: NodeContext) -> dict[str, Any]:
         if self.prop.get is None:
             raise NodeError(f"property {self.property_name!r} cannot be read")
         value = self.prop.get(ctx, self.key)
@@ -80,7 +82,7 @@ class PropertyNode(Node):
             raise NodeError(f"property {self.property_name!r} is null (non_nil is set)")
         return {SELF: value}
 
-    def _set(self, value: Any, ctx) -> dict[str, Any]:
+    def _set(self, value: Any, ctx: NodeContext) -> dict[str, Any]:
         if self.prop.set is None:
             raise NodeError(f"property {self.property_name!r} is read-only")
         if value is None and self.non_nil:

@@ -6,7 +6,9 @@ from typing import Any
 
 from ..bodies import read_body
 from ..codecs import decode_body, decode_headers, decode_query, normalize_path
-from .base import Node, Ports, PortType, register
+from ..context import NodeContext
+from ..ports import Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 PORTS = {
     "body": PortType.ANY,
@@ -35,7 +37,7 @@ class RequestNode(Node):
     type_name = "request"
     implicit = True
 
-    def __init__(self, spec, workflow) -> None:
+    def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)
         self.used: frozenset[str] = frozenset(PORTS)
 
@@ -49,7 +51,7 @@ class RequestNode(Node):
     def buffered_bodies(self) -> frozenset[str]:
         return frozenset({"request"}) if "body" in self.used else frozenset()
 
-    def run(self, inputs, ctx) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         req = ctx.flow.request
         out: dict[str, Any] = {}
         used = self.used

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Node, Ports, PortType, register
+from ..context import NodeContext
+from ..ports import Ports, PortType
+from .base import Node, register
 
 
 @register
@@ -29,9 +31,9 @@ class ResponseNode(Node):
     def input_ports(self) -> Ports:
         return Ports(named={"body": PortType.ANY, "headers": PortType.MAP})
 
-    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         # applied when the response goes out (the upstream's or an exit's)
         for key in ("headers", "body"):
             if key in inputs and inputs[key] is not None:
-                ctx.response_patch[key] = inputs[key]
+                ctx.client_response.set_patch(key, inputs[key])
         return {}

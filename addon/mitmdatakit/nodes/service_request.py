@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..codecs import encode_query, write_message
+from ..context import NodeContext
 from ..errors import NodeError
-from .base import Node, Phase, Ports, PortType, register
+from ..ports import Phase, Ports, PortType
+from .base import Node, register
 
 
 @register
@@ -15,6 +17,7 @@ class ServiceRequestNode(Node):
     implicit = True
     partial_inputs = True
     writes = "request"
+    too_late = "the service request cannot depend on the service response"
 
     writes_body = True
 
@@ -25,10 +28,13 @@ class ServiceRequestNode(Node):
     def buffered_bodies(self) -> frozenset[str]:
         return frozenset({"request"}) if self.writes_body else frozenset()
 
+    def max_phase(self) -> Phase:
+        return Phase.REQUEST  # it is what gets proxied
+
     def input_ports(self) -> Ports:
         return Ports(named={"body": PortType.ANY, "headers": PortType.MAP, "query": PortType.MAP})
 
-    def run(self, inputs: dict[str, Any], ctx) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         if ctx.phase is not Phase.REQUEST:  # the planner keeps this from happening
             raise NodeError("the service request was already sent")
         req = ctx.flow.request

@@ -6,8 +6,10 @@ from typing import Any
 
 from ..bodies import read_body
 from ..codecs import bytes_to_text, decode_body, decode_headers
+from ..context import NodeContext
 from ..errors import NodeError
-from .base import Node, Phase, Ports, PortType, register
+from ..ports import Phase, Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 PORTS = {"body": PortType.ANY, "headers": PortType.MAP, "status": PortType.NUMBER, "raw_body": PortType.STRING}
 BODY_PORTS = frozenset({"body", "raw_body"})
@@ -18,7 +20,7 @@ class ServiceResponseNode(Node):
     type_name = "service_response"
     implicit = True
 
-    def __init__(self, spec, workflow) -> None:
+    def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)
         self.reads_body = True
 
@@ -35,7 +37,7 @@ class ServiceResponseNode(Node):
     def buffered_bodies(self) -> frozenset[str]:
         return frozenset({"response"}) if self.reads_body else frozenset()
 
-    def run(self, inputs, ctx) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         resp = ctx.flow.response
         if resp is None:
             raise NodeError("there is no service response")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Node, Ports, PortType, register
+from ..context import NodeContext
+from ..ports import Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 
 @register
@@ -17,7 +19,7 @@ class StaticNode(Node):
         "required": ["values"],
     }
 
-    def __init__(self, spec, workflow) -> None:
+    def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)
         self.values: dict[str, Any] = dict(spec.attrs["values"])
         self._outputs = dict(self.values)
@@ -28,5 +30,5 @@ class StaticNode(Node):
     def static_outputs(self) -> dict[str, Any]:
         return self.values
 
-    def run(self, inputs, ctx) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         return self._outputs

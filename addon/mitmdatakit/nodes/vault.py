@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Node, NodeSpec, Ports, PortType, WorkflowInfo, register
+from ..context import NodeContext
+from ..ports import Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 
 @register
@@ -31,7 +33,7 @@ class VaultNode(Node):
     def secret_outputs(self) -> frozenset[str]:
         return frozenset(self._secrets)
 
-    def run(self, inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         return dict(self._secrets)
 
     def __repr__(self) -> str:

@@ -8,7 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import xmljson
-from .base import SELF, Node, NodeError, NodeSpec, Ports, PortType, WorkflowInfo, register
+from ..context import NodeContext
+from ..errors import NodeError
+from ..ports import SELF, Ports, PortType
+from .base import Node, NodeSpec, WorkflowInfo, register
 
 _NAME = {"type": "string", "minLength": 1, "maxLength": 32}
 
@@ -64,7 +67,7 @@ class XmlToJsonNode(Node):
     def output_ports(self) -> Ports:
         return Ports(self_type=PortType.ANY)
 
-    def run(self, inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         value = inputs.get(SELF)
         if not isinstance(value, str):
             kind = "null" if value is None else type(value).__name__

@@ -13,7 +13,7 @@ from mitmproxy.connection import ConnectionState
 from mitmproxy.proxy.mode_specs import ProxyMode
 
 from ..codecs import encode_body, encode_query, header_lookup
-from ..errors import DatakitError
+from ..errors import RequestError
 from ..urls import default_port, http_url
 
 __all__ = [
@@ -33,10 +33,6 @@ DEFAULT_LISTEN_PORT = 8080
 
 REQUEST_KEYS = frozenset({"method", "url", "headers", "body", "query", "http_version", "client"})
 RESPONSE_KEYS = frozenset({"status", "reason", "headers", "body", "http_version"})
-
-
-class RequestError(DatakitError):
-    """A request or response description that cannot be used."""
 
 
 def _header_fields(headers: Any, what: str) -> list[tuple[str, str]]:

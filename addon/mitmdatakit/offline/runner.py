@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from mitmproxy import http
 
 from ..engine import METADATA_KEY, Engine
-from ..errors import DatakitError
+from ..errors import UpstreamError
 from ..header_policy import is_hop_by_hop
 from ..http_clients import UPSTREAM
 from ..runtime import Services
@@ -27,10 +27,6 @@ __all__ = ["DEFAULT_UPSTREAM_TIMEOUT", "OfflineRunner", "UpstreamError", "closin
 logger = logging.getLogger("mitmdatakit")
 
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
-
-
-class UpstreamError(DatakitError):
-    """The real upstream could not be reached (mitmproxy would answer 502)."""
 
 
 class OfflineRunner:
@@ -97,7 +93,7 @@ class OfflineRunner:
             if run.failure is not None:
                 result.error = run.failure.message
                 result.failed_node = run.failure.name
-            result.exited = run.exit_response is not None and not result.failed
+            result.exited = run.client_response.exit is not None and not result.failed
             meta = flow.metadata.get(METADATA_KEY)
             if isinstance(meta, Mapping):
                 result.trace = meta.get("trace")

@@ -71,11 +71,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..errors import VaultError
 from . import Resource, register
 
 __all__ = [
     "VaultEntity",
-    "VaultError",
     "VaultReference",
     "VaultResource",
     "is_reference",
@@ -99,10 +99,6 @@ _ENV_CONFIG_KEYS = ("prefix", "base64_decode")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 _NAME_RE = re.compile(r"^[^.\s]{1,255}$")
-
-
-class VaultError(ValueError):
-    """A reference that cannot be parsed or resolved (a config-time error)."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 
 from ...errors import ConfigError
-from ..vault import VaultError, looks_like_reference, resolve_value
+from ...errors import VaultError
+from ..vault import looks_like_reference, resolve_value
 from .memory import DEFAULT_DICTIONARY
 from .redis import RedisOptions
 

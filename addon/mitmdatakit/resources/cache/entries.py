@@ -7,17 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...errors import DatakitError, NodeError
+from ...errors import CacheBackendError, CacheValueError
 
 __all__ = ["CacheBackendError", "CacheValueError", "decode_entry", "encode_entry"]
-
-
-class CacheBackendError(DatakitError):
-    """The cache store failed (unreachable, timed out, refused, corrupt entry)."""
-
-
-class CacheValueError(NodeError):
-    """A value that cannot be cached (not JSON-encodable). Never bypassed."""
 
 
 def encode_entry(value: Any) -> str:
