@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import load_file, load_path, workflow_files
+from .config import load_file, load_file_workflows, load_path, workflow_files
 from .errors import ConfigError
 from .graph import Conn, Plan
 from .nodes.base import SELF, Phase
@@ -54,12 +54,13 @@ def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
             results.append({"file": str(path), "valid": True, "workflow": None, "note": "no *.yaml, *.yml or *.json files"})
         for f in files:
             try:
-                wf = load_file(f)
+                loaded = load_file_workflows(f)  # a Kong declarative file: one per datakit plugin
             except ConfigError as e:
                 results.append(_error_entry(e, str(f)))
                 continue
-            declared = [n for n in wf.plan.nodes if n.index >= 0]
-            results.append({"file": str(f), "valid": True, "workflow": wf.name, "nodes": len(declared), "enabled": wf.enabled})
+            for wf in loaded:
+                declared = [n for n in wf.plan.nodes if n.index >= 0]
+                results.append({"file": str(f), "valid": True, "workflow": wf.name, "nodes": len(declared), "enabled": wf.enabled})
     invalid = [r for r in results if not r["valid"]]
     if as_json:
         out.write(json.dumps({"valid": not invalid, "files": results}, indent=2) + "\n")
