@@ -479,6 +479,18 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--trace", action="store_true",
                    help="trace the run (as if the datakit_debug option were on) and print the trace report")
 
+    e = sub.add_parser(
+        "export",
+        help="write workflows as a Kong declarative (decK) file",
+        description="Write workflow files as a decK file: a workflow with match becomes a service and a route "
+        "carrying its datakit plugin; one without match becomes the global datakit plugin (docs/kong.md).",
+        epilog="Exit status: 0, 2 for a workflow that cannot be exported.",
+    )
+    e.add_argument("paths", nargs="+", metavar="PATH")
+    e.add_argument("--output", "-o", metavar="FILE", help="write it to FILE instead of stdout")
+    e.add_argument("--service-url", default="http://upstream.invalid", metavar="URL",
+                   help="the upstream URL of the services written (mitmproxy workflows have none)")
+
     s = sub.add_parser("schema", help="print the JSON Schema of workflow files",
                        description="Print the JSON Schema of workflow files (the one shipped as mitmdatakit/datakit.schema.json).")
     s.add_argument("--output", "-o", metavar="FILE", help="write it to FILE instead")
@@ -506,6 +518,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             logger.removeHandler(handler)
             logger.propagate, logger.level = saved
+    if args.command == "export":
+        from .kong import export
+
+        try:
+            export.write(export.export(args.paths, args.service_url), args.output, out)
+        except ConfigError as e:
+            err.write(f"{e}\n")
+            return 2
+        return 0
     if args.command == "schema":
         return schema(args.output, out)
     raise AssertionError(args.command)
