@@ -98,6 +98,12 @@ class Datakit(DatakitCommands):
             children.append(self.kong)
         self.addons = children
 
+    def _place_kong(self) -> None:
+        """The Kong gateway child is there exactly while a decK file is loaded."""
+        present = self.kong in self.addons
+        if bool(self.kong.routers) != present:
+            self.addons = [a for a in self.addons if a is not self.kong] + ([self.kong] if not present else [])
+
     def configure(self, updated: set[str]) -> None:
         if not self._is_running and self.certs_dir and ctx.options.confdir == MITMPROXY_DEFAULT_CONFDIR:
             # keep the CA with the project (certs/), unless the user chose a confdir
@@ -181,7 +187,7 @@ class Datakit(DatakitCommands):
         workflows = outcome.workflows
         old, self.engine.workflows = self.engine.workflows, workflows
         self.kong.use(workflows)
-        self._choose_hooks()
+        self._place_kong()
         self.last_reload_error = None
         # old and new: a closing workflow may still log
         LOG_FILTER.use([s for wf in (*old, *workflows) for s in wf.secrets])
