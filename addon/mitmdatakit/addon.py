@@ -16,6 +16,7 @@ from .disconnects import watch_disconnects
 from .commands import DatakitCommands, describe, register_view, unregister_view
 from .engine import Engine
 from .hosts import ClientHost
+from .kong.gateway import NO_ROUTE_OPTION, KongGateway
 from .redaction import LOG_FILTER
 from .reloading import POLL_INTERVAL, ChangeDetector, Outcome, Snapshot, load_outcome, snapshot
 from .jq_pool import DEFAULT_TIMEOUT_MS as DEFAULT_JQ_TIMEOUT_MS
@@ -47,6 +48,7 @@ class Datakit(DatakitCommands):
         self.last_reload_error: str | None = None
         self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
         self.stream_guard = StreamGuard(self.engine)
+        self.kong = KongGateway(lambda: bool(self._option(NO_ROUTE_OPTION)))
         self.addons: list[Any] = []  # child addons, chosen in configure
         self._changes = ChangeDetector()
         self._reload_lock = asyncio.Lock()
@@ -77,6 +79,11 @@ class Datakit(DatakitCommands):
             "Time budget of one jq program run, in milliseconds; a program that runs longer "
             "is killed and its node fails (the client gets a 500).",
         )
+        loader.add_option(
+            NO_ROUTE_OPTION, bool, False,
+            "With a Kong declarative file loaded: answer flows that none of its routes match with Kong's "
+            '404 {"message":"no Route matched with those values"} instead of passing them through.',
+        )
 
     def _choose_hooks(self) -> None:
         """Hooks that only some set-ups need live on child addons, present
@@ -87,7 +94,15 @@ class Datakit(DatakitCommands):
             children.append(self.client_host)
         if ctx.options.stream_large_bodies:
             children.append(self.stream_guard)
+        if self.kong.routers:  # a Kong declarative file is loaded: route and proxy as Kong
+            children.append(self.kong)
         self.addons = children
+
+    def _place_kong(self) -> None:
+        """The Kong gateway child is there exactly while a decK file is loaded."""
+        present = self.kong in self.addons
+        if bool(self.kong.routers) != present:
+            self.addons = [a for a in self.addons if a is not self.kong] + ([self.kong] if not present else [])
 
     def configure(self, updated: set[str]) -> None:
         if not self._is_running and self.certs_dir and ctx.options.confdir == MITMPROXY_DEFAULT_CONFDIR:
@@ -171,6 +186,8 @@ class Datakit(DatakitCommands):
             return False
         workflows = outcome.workflows
         old, self.engine.workflows = self.engine.workflows, workflows
+        self.kong.use(workflows)
+        self._place_kong()
         self.last_reload_error = None
         # old and new: a closing workflow may still log
         LOG_FILTER.use([s for wf in (*old, *workflows) for s in wf.secrets])

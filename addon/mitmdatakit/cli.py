@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import load_file, load_path, workflow_files
+from .config import load_file, load_file_workflows, load_path, workflow_files
 from .errors import ConfigError
 from .render import RENDERERS
 
@@ -46,12 +46,13 @@ def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
             results.append({"file": str(path), "valid": True, "workflow": None, "note": "no *.yaml, *.yml or *.json files"})
         for f in files:
             try:
-                wf = load_file(f)
+                loaded = load_file_workflows(f)  # a Kong declarative file: one per datakit plugin
             except ConfigError as e:
                 results.append(_error_entry(e, str(f)))
                 continue
-            declared = [n for n in wf.plan.nodes if n.declared]
-            results.append({"file": str(f), "valid": True, "workflow": wf.name, "nodes": len(declared), "enabled": wf.enabled})
+            for wf in loaded:
+                declared = [n for n in wf.plan.nodes if n.declared]
+                results.append({"file": str(f), "valid": True, "workflow": wf.name, "nodes": len(declared), "enabled": wf.enabled})
     invalid = [r for r in results if not r["valid"]]
     if as_json:
         out.write(json.dumps({"valid": not invalid, "files": results}, indent=2) + "\n")
@@ -242,6 +243,18 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--trace", action="store_true",
                    help="trace the run (as if the datakit_debug option were on) and print the trace report")
 
+    e = sub.add_parser(
+        "export",
+        help="write workflows as a Kong declarative (decK) file",
+        description="Write workflow files as a decK file: a workflow with match becomes a service and a route "
+        "carrying its datakit plugin; one without match becomes the global datakit plugin (docs/kong.md).",
+        epilog="Exit status: 0, 2 for a workflow that cannot be exported.",
+    )
+    e.add_argument("paths", nargs="+", metavar="PATH")
+    e.add_argument("--output", "-o", metavar="FILE", help="write it to FILE instead of stdout")
+    e.add_argument("--service-url", default="http://upstream.invalid", metavar="URL",
+                   help="the upstream URL of the services written (mitmproxy workflows have none)")
+
     s = sub.add_parser("schema", help="print the JSON Schema of workflow files",
                        description="Print the JSON Schema of workflow files (the one shipped as mitmdatakit/datakit.schema.json).")
     s.add_argument("--output", "-o", metavar="FILE", help="write it to FILE instead")
@@ -269,6 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             logger.removeHandler(handler)
             logger.propagate, logger.level = saved
+    if args.command == "export":
+        from .kong import export
+
+        try:
+            export.write(export.export(args.paths, args.service_url), args.output, out)
+        except ConfigError as e:
+            err.write(f"{e}\n")
+            return 2
+        return 0
     if args.command == "schema":
         return schema(args.output, out)
     raise AssertionError(args.command)

@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from .errors import ConfigError
+from .kong.declarative import is_declarative, load_declarative
 from .graph import build_plan
 from .parsing import parse_text, shorten
 from .nodes.base import Node, NodeSpec, WorkflowInfo, implicit_names, node_types
@@ -86,17 +87,33 @@ def workflow_files(path: str | os.PathLike[str]) -> list[Path]:
 
 
 def load_path(path: str | os.PathLike[str]) -> list[Workflow]:
-    return [load_file(f) for f in workflow_files(path)]
+    return [wf for f in workflow_files(path) for wf in load_file_workflows(f)]
+
+
+def load_file_workflows(path: str | os.PathLike[str]) -> list[Workflow]:
+    """The workflows of one file: one, or a Kong declarative file's datakit
+    plugins (kong/declarative.py), each placed by that file's router."""
+    p = Path(path)
+    source = str(p)
+    doc = parse_text(_read_file(p), source, p.suffix.lower() == ".json")
+    if is_declarative(doc):
+        return load_declarative(doc, source, lambda plugin, name: load_document(plugin, source=source, default_name=name)).workflows
+    return [load_document(doc, source=source, default_name=p.stem)]
 
 
 def load_file(path: str | os.PathLike[str]) -> Workflow:
     p = Path(path)
-    source = str(p)
+    workflows = load_file_workflows(p)
+    if len(workflows) != 1:
+        raise ConfigError(f"a Kong declarative file with {len(workflows)} datakit plugins, not one workflow", file=str(p))
+    return workflows[0]
+
+
+def _read_file(p: Path) -> str:
     try:
-        text = _read_regular_file(p)
+        return _read_regular_file(p)
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read workflow file: {e}", file=source) from None
-    return load_text(text, source=source, default_name=p.stem, is_json=p.suffix.lower() == ".json")
+        raise ConfigError(f"cannot read workflow file: {e}", file=str(p)) from None
 
 
 def _read_regular_file(p: Path) -> str:

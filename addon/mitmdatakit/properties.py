@@ -207,9 +207,17 @@ def _service_response_status(ctx: NodeContext, _: str) -> Any:
     return resp.status_code if resp is not None else None
 
 
-def _route(ctx: NodeContext, _: str) -> dict[str, Any]:
+def _route(ctx: NodeContext, _: str) -> dict[str, Any] | None:
     wf = ctx.workflow
+    matched = getattr(wf.match, "matched_route", None)  # a Kong declarative file: the route entity
+    if matched is not None:
+        return matched(ctx.flow)
     return {"name": wf.name, "source": wf.source, "match": wf.match.describe()}
+
+
+def _service(ctx: NodeContext, _: str) -> dict[str, Any] | None:
+    matched = getattr(ctx.workflow.match, "matched_service", None)
+    return matched(ctx.flow) if matched is not None else None
 
 
 def _consumer_set(ctx: NodeContext, _: str, value: Any) -> None:
@@ -283,7 +291,8 @@ PROPERTIES: dict[str, Property] = {
         Property("kong.service.upstream", None, _upstream_set, doc="Proxy to a named entry of the workflow's `upstreams`."),
         Property("kong.service.response.status", _service_response_status, get_phase=Phase.RESPONSE, doc="The upstream's status code."),
         Property("kong.response.status", _response_status_get, _response_status_set, get_phase=Phase.RESPONSE, doc="The status the client gets.", sets_client_response=True),
-        Property("kong.router.route", _route, doc="The matched workflow: name, file and match block."),
+        Property("kong.router.route", _route, doc="The matched route entity (a Kong declarative file), else the matched workflow: name, file and match block."),
+        Property("kong.router.service", _service, doc="The matched route's service entity (a Kong declarative file), else null."),
         Property("kong.route_name", lambda ctx, _: ctx.workflow.name, doc="The matched workflow's name."),
         Property("kong.client.consumer", _consumer_get, _consumer_set, doc="The consumer (from mitmproxy's proxyauth when not set)."),
         Property("kong.client.credential", _credential_get, _credential_set, doc="The credential (from mitmproxy's proxyauth when not set)."),

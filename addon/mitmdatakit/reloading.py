@@ -19,7 +19,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import SUFFIXES, Skipped, load_file, workflow_entries
+from .config import SUFFIXES, Skipped, load_file_workflows, workflow_entries
 from .errors import ConfigError
 from .workflow import Workflow
 
@@ -95,7 +95,7 @@ def load_outcome(path: str | os.PathLike[str]) -> Outcome:
         workflows = []
         for f in files:
             current = str(f)
-            workflows.append(load_file(f))
+            workflows.extend(load_file_workflows(f))
         outcome.workflows = workflows
     except ConfigError as e:
         outcome.error = str(e)

@@ -82,7 +82,7 @@ def test_any_exception_becomes_an_outcome_naming_the_file(tmp_path, monkeypatch,
     def boom(path):
         raise error
 
-    monkeypatch.setattr(reloading, "load_file", boom)
+    monkeypatch.setattr(reloading, "load_file_workflows", boom)
     outcome = load_outcome(tmp_path)
     assert outcome.workflows is None
     assert outcome.error.startswith(f"{tmp_path / 'a.yaml'}: {type(error).__name__} while loading")
