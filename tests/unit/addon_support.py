@@ -1,6 +1,6 @@
 """Shared helpers for the in-process addon tests: real mitmproxy flows and
 the Datakit addon inside mitmproxy's test context, the test playing the
-upstream."""
+upstream. The `dk` fixture is in tests/unit/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import textwrap
 from typing import Any
 
-import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow, tutils
 
@@ -79,13 +78,3 @@ class DK:
             flow.response = upstream if upstream is not None else upstream_response()
         await self.addon.response(flow)
         return flow
-
-
-@pytest.fixture
-async def dk(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    addon = Datakit(default_config=str(empty))
-    with taddons.context(addon) as tctx:
-        yield DK(tctx, addon, tmp_path)
-        await addon.done()

@@ -18,7 +18,7 @@ from mitmproxy import http
 
 
 from mitmdatakit.addon import Datakit
-from tests.unit.addon_support import DK, dk, upstream_response  # noqa: F401 - dk is a fixture
+from tests.unit.addon_support import DK, upstream_response
 from tests.unit.addon_support import make_flow as _make_flow
 from mitmdatakit.config import load_text
 from mitmdatakit.errors import ConfigError

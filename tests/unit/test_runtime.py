@@ -21,7 +21,7 @@ from mitmproxy import http
 
 from mitmdatakit.addon import Datakit
 from tests.harness import MockServer, Reply
-from tests.unit.addon_support import dk, make_flow, upstream_response  # noqa: F401 - dk is a fixture
+from tests.unit.addon_support import make_flow, upstream_response
 
 # --------------------------------------------------------------------------- #
 # helpers
