@@ -28,9 +28,14 @@ RELOAD_INTERVAL = POLL_INTERVAL
 MITMPROXY_DEFAULT_CONFDIR = "~/.mitmproxy"
 
 
+PACKAGED_WORKFLOWS = Path(__file__).resolve().parent / "workflows"  # in a wheel (pyproject: force-include)
+CHECKOUT_WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"  # in the repository
+
+
 def default_config_path() -> str:
-    """The repository's `workflows/` next to `addon/`."""
-    return str(Path(__file__).resolve().parents[2] / "workflows")
+    """The example workflows: shipped inside the package when it is installed
+    from a wheel, the repository's `workflows/` in a checkout."""
+    return str(PACKAGED_WORKFLOWS if PACKAGED_WORKFLOWS.is_dir() else CHECKOUT_WORKFLOWS)
 
 
 class Datakit(DatakitCommands):
