@@ -1,4 +1,4 @@
-"""Every `property` (SPEC §6), in process: get and set with their mitmproxy
+"""Every `property` (docs/nodes.md#property), in process: get and set with their mitmproxy
 meaning, `content_type`, `non_nil`, and the config-time errors.
 
 Drives the real addon (`mitmdatakit.addon.Datakit`) in mitmproxy's

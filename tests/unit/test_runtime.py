@@ -1,5 +1,5 @@
 """The runtime, in process: scheduling, phases, failure, branch, jq, traces
-(SPEC §4, §6, §7).
+(docs/nodes.md#phases-and-execution, docs/nodes.md#node-types, README.md#debugging).
 
 Drives the real addon class (`mitmdatakit.addon.Datakit`) inside mitmproxy's
 `taddons.context` with real `HTTPFlow` objects from `mitmproxy.test`; calls
