@@ -78,3 +78,26 @@ class DK:
             flow.response = upstream if upstream is not None else upstream_response()
         await self.addon.response(flow)
         return flow
+
+
+def active_runs(addon: Datakit) -> dict[str, Any]:
+    """The addon's in-progress runs by flow id (kept by its engine)."""
+    engine = getattr(addon, "engine", None)
+    return engine.runs if engine is not None else addon.runs
+
+
+def body_json(flow: http.HTTPFlow) -> Any:
+    assert flow.response is not None
+    return json.loads(flow.response.content)
+
+
+def trace_of(flow: http.HTTPFlow) -> dict[str, Any]:
+    return flow.metadata["datakit"]["trace"]
+
+
+def node_status(report: dict[str, Any]) -> dict[str, str]:
+    return {n["name"]: n["status"] for n in report["nodes"]}
+
+
+def events(report: dict[str, Any], name: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in report["events"] if (name is None or e["name"] == name) and (action is None or e["action"] == action)]
