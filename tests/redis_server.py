@@ -1,8 +1,6 @@
 """Start and stop a private redis-server for tests.
 
-    from redis_server import redis_server   # the fixture (see test_cache.py for the import)
-
-    async def test_x(redis_server):
+    async def test_x(redis_server):  # the fixture, registered in tests/conftest.py
         redis_server.port ...
 
 `RedisServer` runs its own `redis-server` on a free 127.0.0.1 port, with no

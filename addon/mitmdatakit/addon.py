@@ -29,9 +29,14 @@ RELOAD_INTERVAL = POLL_INTERVAL
 MITMPROXY_DEFAULT_CONFDIR = "~/.mitmproxy"
 
 
+PACKAGED_WORKFLOWS = Path(__file__).resolve().parent / "workflows"  # in a wheel (pyproject: force-include)
+CHECKOUT_WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"  # in the repository
+
+
 def default_config_path() -> str:
-    """The repository's `workflows/` next to `addon/`."""
-    return str(Path(__file__).resolve().parents[2] / "workflows")
+    """The example workflows: shipped inside the package when it is installed
+    from a wheel, the repository's `workflows/` in a checkout."""
+    return str(PACKAGED_WORKFLOWS if PACKAGED_WORKFLOWS.is_dir() else CHECKOUT_WORKFLOWS)
 
 
 class Datakit(DatakitCommands):
@@ -119,12 +124,13 @@ class Datakit(DatakitCommands):
         if "datakit_jq_timeout" in updated and ctx.options.datakit_jq_timeout <= 0:
             raise exceptions.OptionsError("datakit_jq_timeout must be a positive number of milliseconds")
         if "datakit_config" in updated:
-            self._config_path = ctx.options.datakit_config
             if self._is_running:
-                self._spawn(self._reload_now())
+                self._switch_config(ctx.options.datakit_config)
             else:
                 # at startup mitmproxy serves only after configure: load now,
-                # so that the first flow already sees the workflows
+                # so that the first flow already sees the workflows (an
+                # invalid file is logged, and mitmdump's ErrorCheck exits)
+                self._config_path = ctx.options.datakit_config
                 self.reload(initial=True)
 
     def running(self) -> None:
@@ -156,15 +162,32 @@ class Datakit(DatakitCommands):
         self._changes.loaded_from(seen)
         return self._apply(path, outcome, initial)
 
-    async def _reload_now(self) -> None:
-        """The option changed at run time: load the new path at once."""
-        async with self._reload_lock:
-            path = self.config_path()
-            seen = await self._off_loop(snapshot, path)
-            await self._reload_off_loop(path, seen)
+    def _switch_config(self, path: str) -> None:
+        """The option changed at run time: load the new path now, in
+        `configure`, and refuse it with OptionsError if it does not load
+        (mitmproxy then rolls the option back to the old value, and the old
+        workflows keep serving). Loading here, on the event loop, is the
+        price of answering the user synchronously, as the `datakit.reload`
+        command does; edits on disk are loaded off the loop by the watcher."""
+        if path == self._config_path:
+            return  # mitmproxy's rollback re-announces the value still serving
+        seen = snapshot(path)
+        outcome = load_outcome(path)
+        if outcome.workflows is None:
+            if outcome.traceback:
+                logger.error("Datakit: %s", outcome.traceback.rstrip())
+            raise exceptions.OptionsError(f"Datakit: invalid workflow configuration: {outcome.error}")
+        self._config_path = path
+        self._changes.loaded_from(seen)
+        self._apply(path, outcome, initial=False)
 
     async def _reload_off_loop(self, path: str, seen: Snapshot) -> bool:
         outcome = await self._off_loop(load_outcome, path)
+        if path != self.config_path():
+            # the option changed while this load ran: the new path is serving
+            if outcome.workflows:
+                self._spawn(self._close(outcome.workflows))
+            return False
         self._changes.loaded_from(seen)
         return self._apply(path, outcome, initial=False)
 

@@ -2,7 +2,7 @@
 
 Datakit's wire-facing ports (`request.headers`, `call.body`, ...) carry plain
 JSON-like values. These functions turn HTTP messages into such values and
-back, with the rules of SPEC §5.
+back, with the rules of docs/nodes.md#implicit-nodes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Kong properties, with their mitmproxy meaning (SPEC §6, `property`).
+"""Kong properties, with their mitmproxy meaning (docs/nodes.md#property).
 
 Each property is a getter and/or a setter taking the node's context
 (`NodeContext`) and, for families like `kong.ctx.shared.KEY`, the key.

@@ -1,4 +1,4 @@
-"""Every run's summary, kept on the mitmproxy flow (SPEC §7).
+"""Every run's summary, kept on the mitmproxy flow (README.md#seeing-runs-in-mitmweb-and-the-console).
 
 `attach(run)` stores a JSON-able record in `flow.metadata["datakit"]` (saved
 with `-w`, shown by the `Datakit` contentview), marks failed flows and names

@@ -1,4 +1,4 @@
-"""Execution traces: the `X-DataKit-Debug-Trace` report (SPEC §7)."""
+"""Execution traces: the `X-DataKit-Debug-Trace` report (README.md#debugging)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def _plain(value: Any) -> Any:
 
 
 class Trace:
-    """Events of one workflow run, in the shape of SPEC §7."""
+    """Events of one workflow run, in the shape README.md#debugging describes."""
 
     def __init__(self, redactor: Redactor) -> None:
         self.redactor = redactor

@@ -446,7 +446,7 @@ def test_verify_public_key_as_hmac_secret_is_rejected(c, api):
 
 
 def test_verify_alg_none_is_rejected(c, api):
-    """SPEC §6 (project contract; Kong's schema enum lists no `none`):
+    """docs/nodes.md#jwt_verify (Kong's schema enum lists no `none`):
     unsigned tokens never verify."""
     token = pyjwt.encode({"sub": "n"}, None, algorithm="none")
     assert with_token(c, api, "verify-hmac", token).status_code == 500

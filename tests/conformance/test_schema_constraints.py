@@ -360,7 +360,7 @@ def test_every_listed_difference_is_a_real_case():
 
 
 # Rules of Kong's Lua schema that its JSON export leaves out (entity checks,
-# `match` patterns): from the conformance issue and SPEC §3.
+# `match` patterns): from docs/nodes.md#connections.
 LUA_ONLY_RULES = [
     pytest.param("call", {"method": "get"}, "method", r"does not match '\^\[A-Z\]\+\$'", id="call.method:upper-case"),
     pytest.param("call", {"method": "GET1"}, "method", r"does not match", id="call.method:letters-only"),

@@ -316,7 +316,7 @@ def test_x2j_invalid_xml_fails_cleanly(c, api):
 
 
 def test_x2j_doctype_is_refused(c, api):
-    """SPEC §6 (project contract, beyond Kong's docs): parsing is safe against
+    """docs/nodes.md#xml_to_json (beyond Kong's docs): parsing is safe against
     entity expansion; a DOCTYPE is a node error (debug body names the node)."""
     bomb = '<!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><r>&b;</r>'
     r = post_xml(c, api, "x2j-plain", bomb)

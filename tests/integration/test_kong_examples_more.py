@@ -66,7 +66,7 @@ def test_conditionally_fetch_or_store_cache_data(tmp_path, mock_server: MockServ
         first = c.get("http://service.test/one")
         assert first.status_code == 200, first.text
         assert first.headers["x-miss"] == "true" and "x-hit" not in first.headers
-        # `body: DATA` and `data: DATA` take the call node's whole output (SPEC §3:
+        # `body: DATA` and `data: DATA` take the call node's whole output (docs/nodes.md#connections:
         # an object source into an `any` input is a mapping of its ports)
         fetched = first.json()
         assert fetched["body"] == {"fetched": 1, "url": "/anything"}

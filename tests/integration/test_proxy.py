@@ -1,5 +1,5 @@
 """The engine inside a real mitmdump: concurrency, phases, failures, traces,
-reloads and proxy modes (SPEC §4, §7, §8)."""
+reloads and proxy modes (docs/nodes.md#phases-and-execution, README.md#debugging, README.md#running)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reliability, bad input through a real mitmdump (issue 5, item 8): huge and
+"""Bad input through a real mitmdump: huge and
 malformed request bodies, invalid UTF-8, header CR/LF injection attempts
 through jq output, deep JSON nesting, and secrets that must not leak.
 

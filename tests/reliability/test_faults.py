@@ -1,4 +1,4 @@
-"""Reliability, faults (issue 5, item 7): third-party APIs (call nodes) that
+"""Faults of third-party APIs: third-party APIs (call nodes) that
 time out, refuse connections, reset mid-body, answer 5xx, or send invalid
 JSON under a JSON content type.
 
@@ -205,7 +205,7 @@ def test_faulty_apis_answer_500_and_leak_nothing(tmp_path, make_mock_server, sta
 
 def test_debug_error_bodies_name_the_failing_node(tmp_path, make_mock_server, start_mitmdump):
     """With `debug: true` the 500 says which node failed and why, for each
-    kind of fault (SPEC §4), with the URL but without its query."""
+    kind of fault (docs/nodes.md#call), with the URL but without its query."""
     mock = make_mock_server()
     mock.route("GET", "/hang", Reply(hang=True))
     mock.route("GET", "/reset", Reply(reset=True, json={"data": "x" * 8192}))

@@ -1,4 +1,4 @@
-"""jq under a time budget, through a real mitmdump (hardening issue: a
+"""jq under a time budget, through a real mitmdump (docs/hardening.md; before it, a
 runaway jq program froze the proxy for good, a long one stalled every flow,
 a deeply nested result segfaulted mitmdump).
 

@@ -1,4 +1,4 @@
-"""Reliability, load (issue 5, item 9): 10,000 flows, 100 concurrent, through
+"""Load: 10,000 flows, 100 concurrent, through
 mixed workflows selected by `match:` blocks (exit-only, call-based,
 response-phase, plain proxying) with 10% injected faults.
 

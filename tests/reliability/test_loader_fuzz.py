@@ -1,4 +1,4 @@
-"""Reliability, bad workflow files (issue 5, item 8): hypothesis fuzzing of
+"""Bad workflow files: hypothesis fuzzing of
 the loader (`mitmdatakit.config.load_text` / `load_document`).
 
 Whatever the document -- random YAML/JSON structures, random text, or

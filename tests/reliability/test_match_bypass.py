@@ -1,6 +1,6 @@
 """`match` cannot be bypassed by spelling a path or host differently, through
-a real mitmdump in regular proxy mode and in reverse mode (issue: hardening,
-"Bypass").
+a real mitmdump in regular proxy mode and in reverse mode
+(docs/hardening.md#matching).
 
 Guards are workflows whose `exit` answers 403: a path prefix (`/admin`), a
 `~` regex (`~/vault\\b`) and a host (`api.test`). A catch-all workflow

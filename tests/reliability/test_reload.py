@@ -1,4 +1,4 @@
-"""Reliability, reloading (hardening issue: reload): through a real mitmdump
+"""Reloading: through a real mitmdump
 watching a workflow directory (poll interval: the default 1 s).
 
 - a YAML alias bomb or a file nested 1,000,000 deep dropped into the

@@ -1,6 +1,6 @@
 """Shared helpers for the in-process addon tests: real mitmproxy flows and
 the Datakit addon inside mitmproxy's test context, the test playing the
-upstream."""
+upstream. The `dk` fixture is in tests/unit/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import textwrap
 from typing import Any
 
-import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow, tutils
 
@@ -81,11 +80,24 @@ class DK:
         return flow
 
 
-@pytest.fixture
-async def dk(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    addon = Datakit(default_config=str(empty))
-    with taddons.context(addon) as tctx:
-        yield DK(tctx, addon, tmp_path)
-        await addon.done()
+def active_runs(addon: Datakit) -> dict[str, Any]:
+    """The addon's in-progress runs by flow id (kept by its engine)."""
+    engine = getattr(addon, "engine", None)
+    return engine.runs if engine is not None else addon.runs
+
+
+def body_json(flow: http.HTTPFlow) -> Any:
+    assert flow.response is not None
+    return json.loads(flow.response.content)
+
+
+def trace_of(flow: http.HTTPFlow) -> dict[str, Any]:
+    return flow.metadata["datakit"]["trace"]
+
+
+def node_status(report: dict[str, Any]) -> dict[str, str]:
+    return {n["name"]: n["status"] for n in report["nodes"]}
+
+
+def events(report: dict[str, Any], name: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in report["events"] if (name is None or e["name"] == name) and (action is None or e["action"] == action)]

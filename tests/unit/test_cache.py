@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +20,7 @@ from mitmdatakit.resources.cache import (
     MemoryStore,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from redis_server import RedisServer, free_port, redis_server, require_redis, running_redis  # noqa: E402,F401
+from tests.redis_server import RedisServer, free_port, require_redis, running_redis
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""Header, query and body codecs (SPEC §5), with hypothesis round-trips."""
+"""Header, query and body codecs (docs/nodes.md#implicit-nodes), with hypothesis round-trips."""
 
 import json
 import re

@@ -1,4 +1,4 @@
-"""Workflow loading and graph validation (SPEC §2, §3): good shapes load,
+"""Workflow loading and graph validation (README.md#writing-workflows, docs/nodes.md#connections): good shapes load,
 bad ones fail with a message naming file, node and field."""
 
 import json
@@ -201,7 +201,7 @@ BAD = [
     (wf(J, match={"filter": "~d ("}), ["field 'match.filter'"]),
     (wf(J, match={"colour": "x"}), ["field 'match.colour'"]),
     (wf(J, upstreams={"u": 5}), ["field 'upstreams.u'"]),
-    # -- appended (reliability, issue 5): every node type's attributes, more §3 rules
+    # -- every node type's attributes, more §3 rules
     (wf({"name": "C", "type": "cache", "ttl": -5}, resources={"cache": {"strategy": "memory"}}), ["node #1 'C' (cache)", "field 'ttl'"]),
     (wf({"name": "C", "type": "cache", "ttl": "10"}, resources={"cache": {"strategy": "memory"}}), ["node #1 'C' (cache)", "field 'ttl'"]),
     (wf({"name": "C", "type": "cache", "bypass_on_error": "yes"}, resources={"cache": {"strategy": "memory"}}), ["node #1 'C' (cache)", "field 'bypass_on_error'"]),

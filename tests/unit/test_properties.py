@@ -1,4 +1,4 @@
-"""Every `property` (SPEC §6), in process: get and set with their mitmproxy
+"""Every `property` (docs/nodes.md#property), in process: get and set with their mitmproxy
 meaning, `content_type`, `non_nil`, and the config-time errors.
 
 Drives the real addon (`mitmdatakit.addon.Datakit`) in mitmproxy's
@@ -18,7 +18,7 @@ from mitmproxy import http
 
 
 from mitmdatakit.addon import Datakit
-from tests.unit.addon_support import DK, dk, upstream_response  # noqa: F401 - dk is a fixture
+from tests.unit.addon_support import DK, upstream_response
 from tests.unit.addon_support import make_flow as _make_flow
 from mitmdatakit.config import load_text
 from mitmdatakit.errors import ConfigError

@@ -11,7 +11,7 @@ from mitmproxy import contentviews, exceptions
 from mitmproxy import io as mio
 from mitmproxy.contentviews import prettify_message
 
-from tests.unit.addon_support import dk, make_flow, upstream_response  # noqa: F401 - dk is a fixture
+from tests.unit.addon_support import make_flow, upstream_response
 
 PASSING = """\
 nodes:

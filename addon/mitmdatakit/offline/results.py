@@ -132,7 +132,7 @@ class RunResult:
       proxied and no service response or upstream was given.
     - `exited`: an `exit` node answered. `failed`: a node failed (the client
       got the 500 error answer); `error`, `failed_node` say which and why.
-    - `trace`: the trace report (when tracing ran), as SPEC §7 describes.
+    - `trace`: the trace report (when tracing ran), as README.md#debugging describes.
     - `flow`: the mitmproxy HTTPFlow itself.
     """
 

@@ -1,0 +1,5 @@
+"""`python -m mitmdatakit.script`: print the path of the mitmproxy script."""
+
+from . import PATH
+
+print(PATH)
