@@ -741,7 +741,7 @@ def test_jwt_verify_pem_accepts_a_valid_token(c, api):
 
 def _forgeries() -> dict[str, str]:
     valid = pyjwt.encode(_claims(), RSA_KEY, algorithm="RS256")
-    head, payload, sig = valid.split(".")
+    head, _payload, sig = valid.split(".")
     tampered_payload = _b64(json.dumps(_claims(sub="admin")).encode())
     return {
         "alg none": _raw_token({"alg": "none", "typ": "JWT"}, _claims(sub="admin"), lambda _: b""),

@@ -24,7 +24,7 @@ from mitmdatakit.resources.cache import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from redis_server import RedisServer, free_port, redis_server, require_redis, running_redis  # noqa: E402,F401
+from redis_server import RedisServer, free_port, redis_server, require_redis, running_redis  # noqa: F401
 
 
 class FakeClock:
@@ -215,7 +215,7 @@ async def test_memory_overwrite_and_copy_semantics():
     value = {"list": [1]}
     await backend.set("k", value, None)
     value["list"].append(2)  # later changes do not leak into the cache
-    found, got = await backend.get("k")
+    _found, got = await backend.get("k")
     assert got == {"list": [1]}
     got["list"].append(3)
     assert (await backend.get("k"))[1] == {"list": [1]}

@@ -16,15 +16,14 @@ from typing import Any
 import pytest
 from mitmproxy import http
 
-
 from mitmdatakit.addon import Datakit
-from tests.unit.addon_support import DK, dk, upstream_response  # noqa: F401 - dk is a fixture
-from tests.unit.addon_support import make_flow as _make_flow
 from mitmdatakit.config import load_text
 from mitmdatakit.errors import ConfigError
 from mitmdatakit.nodes.base import Phase
 from mitmdatakit.properties import FAMILIES, PROPERTIES
 from mitmdatakit.runtime import FlowRun, Services, WorkflowFailed
+from tests.unit.addon_support import DK, dk, upstream_response  # noqa: F401 - dk is a fixture
+from tests.unit.addon_support import make_flow as _make_flow
 
 # --------------------------------------------------------------------------- #
 # helpers

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from mitmproxy import http
 
-
 from mitmdatakit.addon import Datakit
 from tests.harness import MockServer, Reply
 from tests.unit.addon_support import dk, make_flow, upstream_response  # noqa: F401 - dk is a fixture
@@ -236,7 +235,7 @@ async def test_request_and_response_phases(dk):
     await dk.addon.request(flow)
     assert flow.response is None  # proxied
     run = active_runs(dk.addon)[flow.id]
-    status = dict(zip((n.name for n in run.plan.nodes), run.status))
+    status = dict(zip((n.name for n in run.plan.nodes), run.status, strict=True))
     assert status["REQ"] == "NODE_COMPLETE"
     assert status["TO_UPSTREAM"] == "NODE_COMPLETE"
     assert status["RESP"] == "NODE_PENDING"
