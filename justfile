@@ -11,6 +11,11 @@ run *ARGS:
 test *ARGS:
     uv run pytest {{ARGS}}
 
+# lint and type checks (CI runs both before the tests)
+lint:
+    uv run ruff check
+    uv run mypy
+
 # what CI runs
 ci:
     bash .ci/run

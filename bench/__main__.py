@@ -20,9 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import guard_reload, nodes, proxy
-from . import guard_runs, nodes, proxy
-from . import guard_jq, nodes, proxy
+from . import guard_jq, guard_reload, guard_runs, nodes, proxy
 from .http_client import http_clients
 from .procs import REPO, workdir
 

@@ -17,10 +17,11 @@ def _body(size: int) -> bytes:
 
 
 def run(settings: Settings, wd) -> Result:
-    from mitmdatakit.bodies import DEFAULT_LIMIT as limit
-    from mitmdatakit.bodies import read_body
     from mitmproxy.net import encoding
     from mitmproxy.test import tutils
+
+    from mitmdatakit.bodies import DEFAULT_LIMIT as limit
+    from mitmdatakit.bodies import read_body
 
     res = Result("guard: body size limit")
     for label, size in SIZES.items():

@@ -23,7 +23,7 @@ PATHS = {
 class RawFacts:
     """What `match` tested before: the path as sent, `pretty_host`."""
 
-    __slots__ = ("flow", "method", "host", "path")
+    __slots__ = ("flow", "host", "method", "path")
 
     def __init__(self, flow: Any) -> None:
         self.flow = flow

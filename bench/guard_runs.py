@@ -38,14 +38,15 @@ nodes:
 
 
 def run(s: Settings, wd: Path) -> Result:
-    from mitmdatakit import config, graph
+    from mitmproxy.test import tflow
+
+    from mitmdatakit import config
     from mitmdatakit.disconnects import abort_abandoned
     from mitmdatakit.engine import Engine
     from mitmdatakit.ports import Phase
     from mitmdatakit.runtime import FlowRun, Services
     from mitmdatakit.scrub import scrub_request
     from mitmdatakit.taint import secret_ports
-    from mitmproxy.test import tflow
 
     logging.getLogger("mitmdatakit").setLevel(logging.CRITICAL)
     os.environ["DK_BENCH_SECRET"] = "s3cr3t-bench"

@@ -102,7 +102,7 @@ def http_clients(s: Settings, workdir: Path) -> Result:
                     f"{med([r['rps'] for r in rr]):.0f} req/s, {med([r['cpu_per_request_us'] for r in rr]):.0f} µs CPU/request")
         res.row(f"{c}: 8 concurrent calls to a 100 ms API", f"{med([r['max'] for r in fan[c]]) * 1000:.1f} ms for all 8")
     for k in levels:
-        ratio = med([h["cpu_per_request_us"] / a["cpu_per_request_us"] for a, h in zip(runs["aiohttp"][k], runs["httpx"][k])])
+        ratio = med([h["cpu_per_request_us"] / a["cpu_per_request_us"] for a, h in zip(runs["aiohttp"][k], runs["httpx"][k], strict=False)])
         res.row(f"httpx / aiohttp CPU per request, {k} in flight", f"{ratio:.2f}x",
                 "aiohttp kept" if k == levels[-1] else "", None)
     return res

@@ -46,7 +46,7 @@ async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reque
 
 
 async def run(args: argparse.Namespace) -> dict:
-    headers = [f"Host: {args.host}", "Accept: */*", "User-Agent: bench-loadgen"] + list(args.header or [])
+    headers = [f"Host: {args.host}", "Accept: */*", "User-Agent: bench-loadgen", *list(args.header or [])]
     request = (f"GET {args.path} HTTP/1.1\r\n" + "".join(h + "\r\n" for h in headers) + "\r\n").encode()
     latencies: list[float] = []
     statuses: dict[int, int] = {}

@@ -75,13 +75,14 @@ def us(seconds: float) -> str:
 def node_costs(s: Settings) -> Result:
     import logging
 
+    from mitmproxy.test import tflow, tutils
+
     from mitmdatakit import config, graph
     from mitmdatakit.engine import Engine
     from mitmdatakit.nodes import base
     from mitmdatakit.nodes import jq as jq_node
     from mitmdatakit.ports import Phase
     from mitmdatakit.runtime import FlowRun, Services
-    from mitmproxy.test import tflow, tutils
 
     logging.getLogger("mitmdatakit").setLevel(logging.CRITICAL)
     res = Result("6 per-node cost")

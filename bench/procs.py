@@ -3,6 +3,7 @@ and what /proc says about them (CPU time, RSS)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parents[1]
 ADDON = REPO / "addon" / "datakit.py"
@@ -61,10 +63,8 @@ def children_cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         for child in children:
-            try:
+            with contextlib.suppress(OSError):  # gone meanwhile
                 total += cpu_seconds(int(child))
-            except OSError:
-                pass  # gone meanwhile
     return total
 
 
@@ -110,7 +110,7 @@ class Proc:
                 self.proc.wait()
         self._logf.close()
 
-    def __enter__(self) -> Proc:  # noqa: PYI034
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

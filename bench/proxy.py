@@ -76,12 +76,12 @@ def alternate(arms: list[str], rounds: int, run: Callable[[str], dict]) -> dict[
 
 def paired_ratio(a: list[dict], b: list[dict], key: str) -> float:
     """Median over rounds of a[key] / b[key]."""
-    return med([x[key] / y[key] for x, y in zip(a, b) if x[key] and y[key]])
+    return med([x[key] / y[key] for x, y in zip(a, b, strict=False) if x[key] and y[key]])
 
 
 def spread(a: list[dict], b: list[dict], key: str, fmt: str = "{:.0%}") -> str:
     """The range of the per-round ratios, to show how noisy a figure is."""
-    ratios = [x[key] / y[key] for x, y in zip(a, b) if x[key] and y[key]]
+    ratios = [x[key] / y[key] for x, y in zip(a, b, strict=False) if x[key] and y[key]]
     if len(ratios) < 2:
         return ""
     return f" (rounds {fmt.format(min(ratios))}–{fmt.format(max(ratios))})"
@@ -165,11 +165,12 @@ def in_process_cost(text: str, n: int = 3000) -> float:
     import asyncio
     import time
 
+    from mitmproxy import http
+    from mitmproxy.test import tflow, tutils
+
     from mitmdatakit.config import load_text
     from mitmdatakit.engine import Engine
     from mitmdatakit.runtime import Services
-    from mitmproxy import http
-    from mitmproxy.test import tflow, tutils
 
     engine = Engine(Services())
     engine.workflows = [load_text(text)]

@@ -161,7 +161,7 @@ def test_hang_fault_times_out_and_stop_releases_it():
         def hang():
             try:
                 httpx.get(srv.url + "/hang", timeout=30, trust_env=False)
-            except BaseException as e:
+            except BaseException as e:  # noqa: BLE001 - the error is the result, checked below
                 errors.append(e)
 
         t = threading.Thread(target=hang)

@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from mitmproxy import http
 from mitmproxy.utils import human
 
 from .errors import BODY_SIZE_OPTION, BodyStreamed, BodyTooLarge
@@ -41,7 +42,7 @@ def parse_limit(text: str) -> int:
 DEFAULT_LIMIT = parse_limit(DEFAULT_LIMIT_TEXT)
 
 
-def read_body(message: Any, limit: int, what: str) -> bytes | None:
+def read_body(message: http.Message, limit: int, what: str) -> bytes | None:
     """The decoded body of a mitmproxy request or response, at most `limit`
     bytes after decompression (else BodyTooLarge). None: no body at all."""
     if message.stream:
@@ -118,7 +119,7 @@ def _brotli(raw: bytes, limit: int) -> bytes:
 
 
 def _zstd(raw: bytes, limit: int) -> bytes:
-    from mitmproxy.net.encoding import zstd  # the zstd module mitmproxy uses
+    from mitmproxy.net.encoding import zstd  # type: ignore[attr-defined]  # the zstd module mitmproxy uses
 
     try:
         return _zstd_frames(zstd, raw, limit)

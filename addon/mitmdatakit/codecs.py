@@ -17,7 +17,7 @@ from .errors import BodyDecodeError, CodecError, JSONTooDeep
 from .header_policy import writable_headers
 
 HeaderMap = dict[str, str | list[str]]
-QueryMap = dict[str, str | None | list[str | None]]
+QueryMap = dict[str, str | list[str | None] | None]
 
 # RFC 9110 §5.1: a field name is a token (ASCII letters, digits, !#$%&'*+-.^_`|~)
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -96,7 +96,7 @@ def encode_headers(value: Mapping[str, Any]) -> list[tuple[str, str]]:
     entries are dropped."""
     if not isinstance(value, Mapping):
         raise CodecError(f"headers must be a map, got {json_type(value)}")
-    fields = []
+    fields: list[tuple[str, str]] = []
     for name, item in value.items():
         texts = header_value_strings(name, item)
         if texts:

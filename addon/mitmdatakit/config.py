@@ -12,15 +12,15 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import jsonschema
 
 from .errors import ConfigError
-from .kong.declarative import is_declarative, load_declarative
 from .graph import build_plan
-from .parsing import parse_text, shorten
+from .kong.declarative import is_declarative, load_declarative
 from .nodes.base import Node, NodeSpec, WorkflowInfo, implicit_names, node_types
+from .parsing import parse_text, shorten
 from .resources import resource_types
 from .resources.vault import parse_vault_entities
 from .schema import EXTENSION_KEYS, KONG_ENTITY_KEYS, build_schema, node_schema
@@ -156,10 +156,11 @@ def load_document(doc: Any, source: str = "<memory>", default_name: str = "workf
     _validate_top(doc, config, source, prefix)
     nodes_raw = config["nodes"]
 
+    resources: dict[str, Any] = {}  # filled below, in `resources` order
     info = WorkflowInfo(
         name=name,
         source=source,
-        resources={},
+        resources=resources,
         raw_resources=dict(config.get("resources") or {}),
         upstreams=dict(doc.get("upstreams") or {}),
         extra={"vaults": parse_vault_entities(doc.get("vaults"), source)},
@@ -169,7 +170,7 @@ def load_document(doc: Any, source: str = "<memory>", default_name: str = "workf
             continue
         cls = resource_types()[key]
         try:
-            info.resources[key] = cls.build(raw, source, info)
+            resources[key] = cls.build(raw, source, info)
         except ConfigError as e:
             raise e.located(source) from None
 
@@ -257,11 +258,19 @@ def _schema_check(schema: Mapping[str, Any], value: Any, source: str, prefix: st
     raise ConfigError(shorten(message), file=source, field=prefix + ".".join(path) if path else (prefix.rstrip(".") or None), **where)
 
 
+class _Where(TypedDict, total=False):
+    """Which node an error is about: ConfigError's location arguments."""
+
+    node: str | None
+    index: int
+    node_type: str
+
+
 def _strip_nulls(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if v is not None}
 
 
-def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, prefix: str) -> tuple[list[NodeSpec], list[Node], list[dict]]:
+def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, prefix: str) -> tuple[list[NodeSpec], list[Node], list[dict[str, Any]]]:
     types = node_types()
     reserved = implicit_names()
     seen: dict[str, int] = {}
@@ -273,7 +282,7 @@ def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, pref
         raw = _strip_nulls(raw)
         name = raw.get("name")
         node_type = raw.get("type")
-        where = {"node": name if isinstance(name, str) else None, "index": number}
+        where: _Where = {"node": name if isinstance(name, str) else None, "index": number}
         if not isinstance(name, str):
             raise ConfigError("required attribute is missing" if name is None else "must be a string", file=source, field="name", **where)
         if not isinstance(node_type, str):

@@ -50,9 +50,10 @@ def _value_text(value: Any) -> str:
     return text
 
 
-def _values_by_node(trace: Mapping[str, Any]) -> dict[str, list[tuple[str, str, Any]]]:
-    """Per node: (direction, key, value) from the trace's run/complete events."""
-    out: dict[str, list[tuple[str, str, Any]]] = {}
+def _values_by_node(trace: Mapping[str, Any]) -> dict[Any, list[tuple[str, str, Any]]]:
+    """Per node: (direction, key, value) from the trace's run/complete events.
+    Keyed by the names as recorded (a loaded flow file may hold anything)."""
+    out: dict[Any, list[tuple[str, str, Any]]] = {}
     for event in trace.get("events") or ():
         direction = {"run": "in", "complete": "out"}.get(event.get("action"))
         if direction is None:

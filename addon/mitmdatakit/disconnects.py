@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from mitmproxy import http
 from mitmproxy.connection import ConnectionState
 
 from .engine import Engine
@@ -36,7 +37,7 @@ logger = logging.getLogger("mitmdatakit")
 DISCONNECT_POLL_INTERVAL = 0.25
 
 
-def client_gone(flow) -> bool:
+def client_gone(flow: http.HTTPFlow) -> bool:
     """The client closed or reset its connection (a half-close counts too:
     mitmproxy itself treats a client's FIN as the end of its interest)."""
     conn = flow.client_conn
@@ -58,7 +59,7 @@ async def watch_disconnects(engine: Engine, interval: float = DISCONNECT_POLL_IN
             continue
         try:
             abort_abandoned(engine)
-        except Exception:  # noqa: BLE001 - the watcher must survive anything
+        except Exception:  # the watcher must survive anything (it logs)
             logger.exception("Datakit: checking for disconnected clients failed")
 
 

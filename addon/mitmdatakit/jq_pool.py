@@ -15,6 +15,7 @@ free worker; only the run counts toward the budget, not the wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -46,9 +47,9 @@ def default_pool_size() -> int:
 
 
 class _Job:
-    __slots__ = ("frame", "budget_ms", "future")
+    __slots__ = ("budget_ms", "frame", "future")
 
-    def __init__(self, frame: bytes, budget_ms: int, future: asyncio.Future) -> None:
+    def __init__(self, frame: bytes, budget_ms: int, future: asyncio.Future[bytes]) -> None:
         self.frame = frame
         self.budget_ms = budget_ms
         self.future = future
@@ -63,6 +64,8 @@ class _Worker:
             [sys.executable, "-P", str(WORKER_SCRIPT), str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, close_fds=True,
         )
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # PIPE
+        self.pipes = (self.proc.stdin, self.proc.stdout)
         self.wfd = self.proc.stdin.fileno()
         self.rfd = self.proc.stdout.fileno()
         os.set_blocking(self.wfd, False)
@@ -103,6 +106,7 @@ class _Worker:
         except OSError:
             pass  # already gone
     def _write(self) -> None:
+        assert self.loop is not None  # set by start()
         try:
             while self.out:
                 n = os.write(self.wfd, self.out)
@@ -116,6 +120,7 @@ class _Worker:
             self.out = memoryview(b"")
 
     def _writable(self) -> None:
+        assert self.loop is not None  # set by start()
         self.loop.remove_writer(self.wfd)
         self._write()
 
@@ -145,10 +150,10 @@ class _Worker:
         payload = bytes(self.buf[REPLY.size: REPLY.size + length])
         job = self._finish()
         if status == OK:
-            _settle(job, result=payload)
+            _settle(job, payload)
         else:
             message = payload.decode("utf-8", "replace")
-            _settle(job, error=JqError(message) if status == JQ_ERROR else JqWorkerFailed(message))
+            _settle(job, JqError(message) if status == JQ_ERROR else JqWorkerFailed(message))
             assert status in (JQ_ERROR, BAD_RESULT)
         if self.demoted:  # reniced for a long program: replace it with a fresh one
             self.kill(wait=False)
@@ -177,7 +182,7 @@ class _Worker:
         self.timer = None
         job = self._finish()
         self.kill(wait=False)
-        _settle(job, error=JqTimeout(job.budget_ms))
+        _settle(job, JqTimeout(job.budget_ms))
         self.pool._lost(self)
 
     def _crashed(self) -> None:
@@ -185,7 +190,7 @@ class _Worker:
         code = self.kill()
         how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
         logger.error("Datakit: a jq worker died (%s) while running a program; replaced", how)
-        _settle(job, error=JqWorkerFailed(f"the jq worker died ({how}), e.g. a result nested too deeply"))
+        _settle(job, JqWorkerFailed(f"the jq worker died ({how}), e.g. a result nested too deeply"))
         self.pool._lost(self)
 
     # -- lifetime ------------------------------------------------------------
@@ -203,15 +208,11 @@ class _Worker:
             if self.job is not None:
                 self._finish()
             if self.proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
-                except ProcessLookupError:
-                    pass
-            for f in (self.proc.stdin, self.proc.stdout):
-                try:
+            for f in self.pipes:
+                with contextlib.suppress(OSError):
                     f.close()
-                except OSError:
-                    pass
         if self.proc.poll() is not None:
             return self.proc.returncode
         if wait:
@@ -235,14 +236,15 @@ class _Worker:
         loop.call_later(0.01, reap, 0.02)
 
 
-def _settle(job: _Job, result: bytes | None = None, error: BaseException | None = None) -> None:
+def _settle(job: _Job, outcome: bytes | BaseException) -> None:
+    """Hand the job's caller its result, or the error to raise."""
     fut = job.future
     if fut.done() or fut.get_loop().is_closed():
         return  # the caller went away (its flow was cancelled)
-    if error is not None:
-        fut.set_exception(error)
+    if isinstance(outcome, BaseException):
+        fut.set_exception(outcome)
     else:
-        fut.set_result(result)
+        fut.set_result(outcome)
 
 
 class JqPool:
@@ -254,7 +256,7 @@ class JqPool:
         self.free: list[_Worker] = []
         self.waiting: deque[_Job] = deque()
         self.starting = 0  # workers being spawned
-        self._spawning: set[asyncio.Task] = set()
+        self._spawning: set[asyncio.Task[None]] = set()
         self.closed = False
         self.replaced = 0  # workers killed (overrun or crash) and replaced
 
@@ -308,7 +310,7 @@ class JqPool:
             self.starting -= 1
             logger.error("Datakit: cannot start a jq worker: %s", e)
             if self.waiting:
-                _settle(self.waiting.popleft(), error=JqWorkerFailed(f"cannot start a jq worker: {e}"))
+                _settle(self.waiting.popleft(), JqWorkerFailed(f"cannot start a jq worker: {e}"))
             return
         except BaseException:
             self.starting -= 1
@@ -350,11 +352,11 @@ class JqPool:
             job = w.job
             w.kill()
             if job is not None:
-                _settle(job, error=JqWorkerFailed("the jq worker pool was closed"))
+                _settle(job, JqWorkerFailed("the jq worker pool was closed"))
         self.workers.clear()
         self.free.clear()
         while self.waiting:
-            _settle(self.waiting.popleft(), error=JqWorkerFailed("the jq worker pool was closed"))
+            _settle(self.waiting.popleft(), JqWorkerFailed("the jq worker pool was closed"))
 
     async def aclose(self) -> None:
         self.close()

@@ -16,11 +16,14 @@ Protocol on stdin/stdout, little-endian frames:
 from __future__ import annotations
 
 import json
-import os
 import signal
 import struct
 import sys
 from functools import lru_cache
+
+TYPE_CHECKING = False  # the worker starts faster without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 REQUEST = struct.Struct("<III")
 REPLY = struct.Struct("<BI")
@@ -44,7 +47,7 @@ def first_line(error: BaseException) -> str:
 
 
 @lru_cache(maxsize=512)  # compiled once per worker, keyed by the source text
-def _compiled(source: str):
+def _compiled(source: str) -> Any:  # a jq._Program (jq ships no types)
     import jq
 
     return jq.compile(source)

@@ -236,7 +236,8 @@ def _load_jwk(data: Any) -> Key:
         raise JWTError("JWK must be an object")
     kty = data.get("kty")
     if kty == "EC":
-        parse_alg = _PYJWK_EC_ALG.get(data.get("crv"))
+        crv = data.get("crv")
+        parse_alg = _PYJWK_EC_ALG.get(crv) if isinstance(crv, str) else None
         if parse_alg is None:
             raise JWTError(f"unsupported EC curve {data.get('crv')!r}")
     else:
@@ -322,10 +323,10 @@ def strip_bearer(token: Any) -> str:
         token = bytes(token).decode("utf-8", "replace")
     if not isinstance(token, str):
         raise JWTError(f"token must be a string, not {_type_name(token)}")
-    token = _BEARER.sub("", token, count=1).strip()
-    if not token:
+    compact = _BEARER.sub("", token, count=1).strip()
+    if not compact:
         raise JWTError("token is empty")
-    return token
+    return compact
 
 
 def _parse(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:

@@ -227,7 +227,8 @@ def build_schema() -> dict[str, Any]:
 
 
 def shipped_schema() -> Mapping[str, Any]:
-    return json.loads(SCHEMA_FILE.read_text())
+    schema: Mapping[str, Any] = json.loads(SCHEMA_FILE.read_text())
+    return schema
 
 
 def write_schema(path: Path = SCHEMA_FILE) -> None:

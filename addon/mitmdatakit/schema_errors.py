@@ -7,6 +7,7 @@ jsonschema's messages repeat the offending value (a 10 kB jq filter, a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from jsonschema.exceptions import ValidationError, best_match
@@ -30,7 +31,7 @@ def _count(value: Any) -> str:
         return "?"
 
 
-def _range(schema: dict[str, Any]) -> str:
+def _range(schema: Mapping[str, Any]) -> str:
     low, high = schema.get("minimum"), schema.get("maximum")
     if low is not None and high is not None:
         return f"value should be between {low} and {high}"
@@ -41,7 +42,8 @@ def _range(schema: dict[str, Any]) -> str:
 
 def describe(error: ValidationError) -> str:
     """One sentence for a schema violation (which field is said elsewhere)."""
-    rule, limit, value = error.validator, error.validator_value, error.instance
+    rule, value = error.validator, error.instance
+    limit: Any = error.validator_value  # the rule's own value: a number, list, pattern...
     if rule in ("anyOf", "oneOf") and error.context:
         # optional attributes are "the real schema, or null": explain the real one,
         # and a broken limit before a pattern (an empty label breaks both)
@@ -55,7 +57,7 @@ def describe(error: ValidationError) -> str:
         case "minLength" | "minItems" | "minProperties":
             return f"length must be at least {limit} (got {_count(value)})"
         case "minimum" | "maximum":
-            return f"{_range(error.schema)} (got {value!r})"
+            return f"{_range(error.schema if isinstance(error.schema, Mapping) else {})} (got {value!r})"
         case "enum":
             return f"expected one of: {', '.join(map(str, (v for v in limit if v is not None)))} (got {value!r})"
         case "const":

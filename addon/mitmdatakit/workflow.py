@@ -137,9 +137,7 @@ class Match:
                 self._regexes and any(rx.match(path) is not None for rx in self._regexes)
             ):
                 return False
-        if self._filter is not None and not self._filter(facts.flow):
-            return False
-        return True
+        return self._filter is None or self._filter(facts.flow)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

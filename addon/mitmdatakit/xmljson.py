@@ -197,7 +197,7 @@ def _from_clark(name: str) -> str:
     return name
 
 
-class _PrefixesAsThemselves(dict):
+class _PrefixesAsThemselves(dict[str, str]):
     """Prefix map for ElementPath: `p:x` means `{p}x`, for every prefix."""
 
     def __init__(self) -> None:
@@ -223,20 +223,20 @@ class _TreeHandler(ContentHandler):
         self.builder = ET.TreeBuilder()
         self.depth = 0
 
-    def startElement(self, name: str, attrs: Any) -> None:  # noqa: N802 (SAX API)
+    def startElement(self, name: str, attrs: Any) -> None:  # SAX API name
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise NodeError(f"XML elements are nested deeper than {MAX_DEPTH} levels")
         self.builder.start(_to_clark(name), {_to_clark(k): v for k, v in attrs.items()})
 
-    def endElement(self, name: str) -> None:  # noqa: N802
+    def endElement(self, name: str) -> None:  # SAX API name
         self.depth -= 1
         self.builder.end(_to_clark(name))
 
     def characters(self, content: str) -> None:
         self.builder.data(content)
 
-    def ignorableWhitespace(self, whitespace: str) -> None:  # noqa: N802
+    def ignorableWhitespace(self, whitespace: str) -> None:  # SAX API name
         self.builder.data(whitespace)
 
 

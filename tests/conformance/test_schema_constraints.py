@@ -232,15 +232,15 @@ def _walk(schema: dict[str, Any], path: tuple[Any, ...], node_type: str) -> Iter
     for rule, value, reason in _violations(schema, path):
         yield case(rule, path, value, reason)
     for key in schema.get("required", []):
-        yield case(f"required[{key}]", path + (key,), REMOVE, r"missing|needs|required")
+        yield case(f"required[{key}]", (*path, key), REMOVE, r"missing|needs|required")
     for key, sub in schema.get("properties", {}).items():
         if path == ("config", "nodes", 0) and key == "type":
             continue  # the tag that selects the subschema
-        yield from _walk(sub, path + (key,), node_type)
+        yield from _walk(sub, (*path, key), node_type)
     if isinstance(schema.get("additionalProperties"), dict):
-        yield from _walk(schema["additionalProperties"], path + (SAMPLE_KEY,), node_type)
+        yield from _walk(schema["additionalProperties"], (*path, SAMPLE_KEY), node_type)
     if isinstance(schema.get("items"), dict) and path != ("config", "nodes"):
-        yield from _walk(schema["items"], path + (0,), node_type)
+        yield from _walk(schema["items"], (*path, 0), node_type)
 
 
 def constraint_cases() -> list[Case]:

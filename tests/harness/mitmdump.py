@@ -17,10 +17,11 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
-import shutil
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,10 +68,8 @@ _live: weakref.WeakSet[Mitmdump] = weakref.WeakSet()
 @atexit.register
 def _kill_leftovers() -> None:  # pragma: no cover - safety net
     for m in list(_live):
-        try:
+        with contextlib.suppress(Exception):  # every instance gets its chance to stop
             m.stop(timeout=2)
-        except Exception:
-            pass
 
 
 class MitmdumpError(RuntimeError):
@@ -385,10 +384,8 @@ class Mitmdump:
                 )
             if _STARTUP_ERROR in text:
                 # ErrorCheck is about to make it exit 1; wait for that.
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self._proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
                 raise MitmdumpError(
                     f"mitmdump reported startup errors (exit code {self._proc.poll()})"
                     f"\n--- log tail ---\n{_tail(self.log_text())}"
@@ -407,10 +404,8 @@ class Mitmdump:
         settle_until = time.monotonic() + self.settle
         while time.monotonic() < settle_until:
             if self._proc.poll() is not None or _STARTUP_ERROR in self.log_text():
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self._proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
                 raise MitmdumpError(
                     f"mitmdump exited with code {self._proc.poll()} right after startup"
                     f"\n--- log tail ---\n{self.log_tail()}"

@@ -44,7 +44,8 @@ class Mitmweb(Mitmdump):
     def command(self) -> list[str]:
         cmd = super().command()
         cmd[0] = str(MITMWEB)
-        return cmd + [
+        return [
+            *cmd,
             "--set", "web_open_browser=false",
             "--set", f"web_host={HOST}",
             "--set", f"web_port={self.web_port}",

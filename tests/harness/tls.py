@@ -36,7 +36,7 @@ def generate_self_signed(directory: Path, cn: str = "127.0.0.1") -> CertFiles:
     with strict X.509 verification (Python >= 3.13 defaults) accept it.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     not_before = now - datetime.timedelta(days=1)
     not_after = now + datetime.timedelta(days=30)
 

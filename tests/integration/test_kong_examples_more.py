@@ -11,8 +11,8 @@ import re
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt as pyjwt

@@ -4,7 +4,6 @@ reloads and proxy modes (docs/nodes.md#phases-and-execution, README.md#debugging
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import subprocess
 import time
@@ -38,7 +37,8 @@ def test_shipped_workflows_answer_the_readme_request(start_mitmdump):
 
 def test_independent_calls_run_concurrently(tmp_path, mock_server: MockServer, start_mitmdump):
     mock_server.route("GET", "/slow/*", Reply(json={"ok": 1}, delay=0.4))
-    nodes = calls(mock_server.url, 4) + [
+    nodes = [
+        *calls(mock_server.url, 4),
         {"name": "JOIN", "type": "jq", "inputs": {f"c{i}": f"CALL{i}.body" for i in range(4)}, "jq": "[.[] | .ok] | add"},
         {"name": "EXIT", "type": "exit", "inputs": {"body": "JOIN"}},
     ]
@@ -56,7 +56,7 @@ def test_a_slow_workflow_does_not_delay_other_flows(tmp_path, mock_server: MockS
     mock_server.route("GET", "/slow/*", Reply(json={}, delay=1.5))
     doc = {
         "match": {"paths": ["/slow"]},
-        "nodes": calls(mock_server.url, 1) + [{"name": "EXIT", "type": "exit", "inputs": {"body": "CALL0.body"}}],
+        "nodes": [*calls(mock_server.url, 1), {"name": "EXIT", "type": "exit", "inputs": {"body": "CALL0.body"}}],
     }
     fast = {"nodes": [{"name": "EXIT", "type": "exit", "status": 203}]}
     d = tmp_path / "wfs"

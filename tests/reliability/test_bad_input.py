@@ -33,7 +33,8 @@ def workflows(mock: MockServer, closed_port: int) -> dict[str, dict]:
     def at(path: str, *nodes: dict, **extra) -> dict:
         return {"match": {"paths": [path]}, **extra, "nodes": list(nodes)}
 
-    vault = {"vault": {"token": "{vault://env/%s}" % SECRET_ENV.lower().replace("_", "-")}}
+    env_name = SECRET_ENV.lower().replace("_", "-")
+    vault = {"vault": {"token": "{vault://env/" + env_name + "}"}}
     return {
         "health": at("/health", {"name": "EXIT", "type": "exit", "status": 200}),
         # what did the body decode to?

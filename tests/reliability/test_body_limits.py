@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from tests.harness import Mitmdump, MockServer, Reply, free_port
+from tests.harness import Mitmdump, MockServer, Reply
 from tests.reliability._support import GENERIC_MESSAGE, SCRIPTS, write_workflows
 
 MiB = 1024 * 1024
@@ -232,7 +232,7 @@ def test_a_small_gzip_request_body_is_still_decoded(client, env):
 
 
 def test_one_byte_over_the_limit_is_a_clean_500_and_exactly_the_limit_passes(env, client):
-    mitm, mock = env
+    _mitm, mock = env
     limit = 10 * MiB
     r = client.post(f"{mock.url}/body/jq", content=b"y" * limit, headers={"content-type": "text/plain"})
     assert r.status_code == 200 and r.json() == {"type": "string", "length": limit}
@@ -274,7 +274,7 @@ def test_an_oversized_identity_response_is_refused(client, env, path):
 
 
 def test_bodies_that_no_workflow_reads_are_not_limited(env, client):
-    mitm, mock = env
+    _mitm, mock = env
     body = bytes(range(256)) * (UNTOUCHED // 256)
     r = client.post(f"{mock.url}/untouched/req", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 200, r.text[:300]

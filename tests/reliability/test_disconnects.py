@@ -11,6 +11,7 @@ calling the same host is not starved by hundreds of abandoned runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -91,10 +92,8 @@ class HoldingUpstream:
         body = b'{"ok": true}'
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        try:
+        with contextlib.suppress(ConnectionError):
             await writer.drain()
-        except ConnectionError:
-            pass
         writer.close()
 
     def wait_held(self, count: int, timeout: float) -> int:

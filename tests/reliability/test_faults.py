@@ -17,8 +17,18 @@ import time
 from collections import Counter
 
 from tests.harness import MockServer, Reply, free_port
-
-from tests.reliability._support import GENERIC_MESSAGE, SCRIPTS, Spec, fd_count, probe, send_all, settle, socket_count, tally, write_workflows
+from tests.reliability._support import (
+    GENERIC_MESSAGE,
+    SCRIPTS,
+    Spec,
+    fd_count,
+    probe,
+    send_all,
+    settle,
+    socket_count,
+    tally,
+    write_workflows,
+)
 
 FAULT_FLOWS = 1_000
 HEALTHY_FLOWS = 300

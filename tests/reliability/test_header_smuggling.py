@@ -264,7 +264,7 @@ def raw(env) -> Iterator[RawClient]:
 
 @pytest.mark.parametrize("kind", ["cl", "chunked"])
 def test_merged_call_headers_do_not_reframe_the_service_request(env, raw, kind):
-    mitm, upstream, api = env
+    mitm, upstream, _api = env
     upstream.take()
     offset = mitm.log_offset()
     answer = raw.request("POST", f"{upstream.url}/request/{kind}", REQUEST_BODY, "Content-Type: text/plain\r\n")
@@ -389,8 +389,8 @@ def hs256(payload_text: str) -> str:
 
 @pytest.mark.parametrize("exp", ["1e300", "-1e300", "1" + "0" * 400, "-" + "9" * 30, "1e400", '"tomorrow"', "NaN", "true"])
 def test_an_out_of_range_exp_is_a_clean_rejection(env, raw, exp):
-    mitm, upstream, _ = env
-    token = hs256('{"sub":"u","exp":%s}' % exp)
+    _mitm, upstream, _ = env
+    token = hs256(f'{{"sub":"u","exp":{exp}}}')
     answer = raw.request("GET", f"{upstream.url}/jwt", headers=f"Authorization: Bearer {token}\r\n")
     assert answer.status == 500, answer.body[:300]
     body = json.loads(answer.body)

@@ -9,6 +9,7 @@ at `datakit_jq_timeout`; these tests try to break that from the outside.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -21,7 +22,7 @@ import httpx
 import pytest
 
 from tests.harness import Mitmdump, MockServer, Reply
-from tests.reliability._support import GENERIC_MESSAGE, SCRIPTS, Spec, send_all, write_workflows
+from tests.reliability._support import SCRIPTS, Spec, send_all, write_workflows
 
 RUNAWAY = "def f: f; f"
 DEEP_RESULT = "reduce range(1000000) as $i (0; [.])"  # a value nested 1,000,000 deep
@@ -306,10 +307,8 @@ def test_sigterm_stops_mitmdump_while_runaways_run(tmp_path, mitm_confdir):
 
 
 def _get_quietly(proxy: str, url: str) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         httpx.get(url, proxy=proxy, trust_env=False, timeout=30)
-    except httpx.HTTPError:
-        pass
 
 
 def test_no_worker_survives_a_normal_stop(tmp_path, mitm_confdir):

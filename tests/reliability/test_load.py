@@ -18,7 +18,16 @@ from collections import Counter
 import pytest
 
 from tests.harness import MockServer, RecordedRequest, Reply
-from tests.reliability._support import GENERIC_MESSAGE, SCRIPTS, Spec, probe, send_all, settle, status_class, write_workflows
+from tests.reliability._support import (
+    GENERIC_MESSAGE,
+    SCRIPTS,
+    Spec,
+    probe,
+    send_all,
+    settle,
+    status_class,
+    write_workflows,
+)
 
 FLOWS = 10_000
 CONCURRENCY = 100
@@ -87,7 +96,8 @@ def make_specs(mock: MockServer, n: int) -> list[Spec]:
 
 def proc_cpu(pid: int) -> float:
     """User + system CPU seconds of a process."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -125,7 +135,7 @@ def test_ten_thousand_mixed_flows_with_faults(tmp_path, make_mock_server, start_
         assert r.status == expected, (r.kind, r.status, r.body[:200])
 
     # -- each answer belongs to its request ------------------------------------
-    for spec, r in zip(specs, results):
+    for spec, r in zip(specs, results, strict=True):
         i = spec.url.rsplit("=", 1)[1]
         body = r.json()
         if r.kind == "exit":

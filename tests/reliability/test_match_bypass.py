@@ -227,7 +227,7 @@ def test_request_path_is_the_path_the_matcher_tests(proxy, target, path):
 def test_query_bytes_survive_request_to_service_request(proxy, mock):
     """`%ff` is not UTF-8: it reaches the upstream as `%FF` (same bytes);
     `+` is a space both ways."""
-    mode, mitm = proxy
+    mode, _mitm = proxy
     mock.clear()
     target = "/q/forward?a=%ff&b=%c3%a9&c=a+b&d=%2B&flag"
     status, body = send(proxy, target, host=mock.authority if mode == "regular" else "other.test")

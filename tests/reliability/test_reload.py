@@ -208,12 +208,11 @@ def test_a_half_written_file_never_takes_effect(tmp_path, start_mitmdump):
     # stability wait, these four together load a half about 95% of the time
     for gap in (0.35, 0.6, 0.5, 0.6):
         offset = mitm.log_offset()
-        with Stream(mitm, host="guard.test", interval=0.05, count=int((gap + 3 * POLL) / 0.05)) as stream:
-            with guard.open("w") as f:
-                f.write(FIRST_HALF)
-                f.flush()
-                time.sleep(gap)
-                f.write(SECOND_HALF)
+        with Stream(mitm, host="guard.test", interval=0.05, count=int((gap + 3 * POLL) / 0.05)) as stream, guard.open("w") as f:
+            f.write(FIRST_HALF)
+            f.flush()
+            time.sleep(gap)
+            f.write(SECOND_HALF)
         mitm.wait_for_log(r"loaded 2 workflow", timeout=10, since=offset)
         assert stream.statuses == {401}, stream.results
         guard.write_text(GUARD_V1)

@@ -167,9 +167,8 @@ def test_summary_survives_saved_flows(tmp_path, config):
     from mitmdatakit.commands import register_view
 
     saved = tmp_path / "flows.mitm"
-    with Mitmdump(config, quiet=True, options={"save_stream_file": str(saved)}) as mitm:
-        with mitm.client() as c:
-            assert c.get("http://api.test/fail/saved").status_code == 500
+    with Mitmdump(config, quiet=True, options={"save_stream_file": str(saved)}) as mitm, mitm.client() as c:
+        assert c.get("http://api.test/fail/saved").status_code == 500
     with open(saved, "rb") as f:
         (flow,) = list(mio.FlowReader(f).stream())
     json.dumps(flow.metadata["datakit"])

@@ -211,7 +211,7 @@ async def test_memory_overwrite_and_copy_semantics():
     value = {"list": [1]}
     await backend.set("k", value, None)
     value["list"].append(2)  # later changes do not leak into the cache
-    found, got = await backend.get("k")
+    _found, got = await backend.get("k")
     assert got == {"list": [1]}
     got["list"].append(3)
     assert (await backend.get("k"))[1] == {"list": [1]}

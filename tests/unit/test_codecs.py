@@ -1,7 +1,6 @@
 """Header, query and body codecs (docs/nodes.md#implicit-nodes), with hypothesis round-trips."""
 
 import json
-import re
 
 import pytest
 from hypothesis import given, settings
@@ -9,6 +8,7 @@ from hypothesis import strategies as st
 from mitmproxy.http import Headers
 
 from mitmdatakit.codecs import (
+    _remove_dot_segments_stepwise,
     apply_headers,
     bytes_to_text,
     decode_body,
@@ -18,7 +18,6 @@ from mitmdatakit.codecs import (
     encode_headers,
     encode_query,
     normalize_path,
-    _remove_dot_segments_stepwise,
     text_to_bytes,
 )
 from mitmdatakit.errors import CodecError
@@ -285,8 +284,9 @@ def test_repeated_content_type_in_a_header_map_uses_the_first():
     from mitmdatakit.codecs import header_lookup
 
     assert header_lookup({"Content-Type": ["application/x-www-form-urlencoded", "text/plain"]}, "content-type") == "application/x-www-form-urlencoded"
-    from mitmdatakit.codecs import write_message
     from mitmproxy.test import tutils
+
+    from mitmdatakit.codecs import write_message
 
     req = tutils.treq(content=b"")
     write_message(req, {"content-type": ["application/x-www-form-urlencoded", "x/y"]}, {"a": "1"}, set_body=True)

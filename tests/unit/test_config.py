@@ -59,7 +59,7 @@ def test_directory_yaml_and_json_in_name_order(tmp_path):
 def test_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("nodes: [\n")
-    with pytest.raises(ConfigError, match="broken.yaml: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml: invalid YAML"):
         load_path(bad)
     with pytest.raises(ConfigError, match="no such file"):
         load_path(tmp_path / "missing.yaml")

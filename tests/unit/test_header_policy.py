@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from mitmproxy.http import Headers
-from mitmproxy.http import Request
+from mitmproxy.http import Headers, Request
 
 from mitmdatakit.codecs import apply_headers, encode_headers, write_message
 from mitmdatakit.errors import CodecError

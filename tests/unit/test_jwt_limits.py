@@ -104,14 +104,14 @@ def token_with(payload_text: str) -> str:
     ("null", "must be a number"),
 ])
 def test_bad_time_claims_are_rejections(claim, value, message):
-    token = token_with('{"%s":%s}' % (claim, value))
+    token = token_with(f'{{"{claim}":{value}}}')
     with pytest.raises(JWTError, match=message):
         jwtkit.verify(token, SECRET)
 
 
 def test_time_claims_at_the_edges():
     far = MAX_NUMERIC_DATE
-    assert jwtkit.verify(token_with('{"exp":%d}' % far), SECRET)[1] == {"exp": far}
+    assert jwtkit.verify(token_with(f'{{"exp":{far}}}'), SECRET)[1] == {"exp": far}
     with pytest.raises(JWTError, match="expired"):
         jwtkit.verify(token_with('{"exp":-5}'), SECRET)  # before 1970: simply expired
     assert jwtkit.verify(token_with('{"nbf":-5}'), SECRET)[1] == {"nbf": -5}

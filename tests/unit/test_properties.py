@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from mitmproxy import http
 
-
 from mitmdatakit.addon import Datakit
 from tests.unit.addon_support import DK, upstream_response
 from tests.unit.addon_support import make_flow as _make_flow

@@ -191,7 +191,7 @@ async def test_request_and_response_phases(dk):
     await dk.addon.request(flow)
     assert flow.response is None  # proxied
     run = active_runs(dk.addon)[flow.id]
-    status = dict(zip((n.name for n in run.plan.nodes), run.status))
+    status = dict(zip((n.name for n in run.plan.nodes), run.status, strict=True))
     assert status["REQ"] == "NODE_COMPLETE"
     assert status["TO_UPSTREAM"] == "NODE_COMPLETE"
     assert status["RESP"] == "NODE_PENDING"

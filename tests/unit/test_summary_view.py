@@ -169,7 +169,7 @@ async def test_reload_command(dk):
     result = dk.tctx.master.commands.call("datakit.reload")
     assert result.startswith("Datakit: loaded 1 workflow(s) from ") and "wf (3 nodes)" in result
     (dk.tmp_path / "wf.yaml").write_text("nodes: [{name: X, type: nope}]\n")
-    with pytest.raises(exceptions.CommandError, match="reload failed, still serving the previous workflows: .*nope"):
+    with pytest.raises(exceptions.CommandError, match=r"reload failed, still serving the previous workflows: .*nope"):
         dk.tctx.master.commands.call("datakit.reload")
     assert [w.name for w in dk.addon.workflows] == ["wf"]
 

@@ -68,7 +68,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import VaultError
@@ -377,7 +377,7 @@ class VaultResource(Resource):
     """`resources.vault`: NAME -> reference. `.secrets` holds the resolved values."""
 
     key = "vault"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "type": ["object", "null"],
         "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 4095},
         "minProperties": 1,  # Kong's limits on the vault map
