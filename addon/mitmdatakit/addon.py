@@ -17,6 +17,7 @@ from .commands import DatakitCommands, describe, register_view, unregister_view
 from .engine import Engine
 from .hosts import ClientHost
 from .redaction import LOG_FILTER
+from .restore import ResponseRestorer
 from .reloading import POLL_INTERVAL, ChangeDetector, Outcome, Snapshot, load_outcome, snapshot
 from .jq_pool import DEFAULT_TIMEOUT_MS as DEFAULT_JQ_TIMEOUT_MS
 from .runtime import Services
@@ -47,6 +48,7 @@ class Datakit(DatakitCommands):
         self.last_reload_error: str | None = None
         self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
         self.stream_guard = StreamGuard(self.engine)
+        self.restorer = ResponseRestorer()  # appended to mitmproxy's chain in running
         self.addons: list[Any] = []  # child addons, chosen in configure
         self._changes = ChangeDetector()
         self._reload_lock = asyncio.Lock()
@@ -114,6 +116,7 @@ class Datakit(DatakitCommands):
 
     def running(self) -> None:
         self._is_running = True
+        self._add_restorer()
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
         if self._disconnect_watcher is None:
@@ -121,6 +124,7 @@ class Datakit(DatakitCommands):
 
     async def done(self) -> None:
         unregister_view()
+        self._remove_restorer()
         for task in (self._watcher, self._disconnect_watcher, *self._background):
             if task is not None:
                 task.cancel()
@@ -128,6 +132,26 @@ class Datakit(DatakitCommands):
         await self.engine.aclose()
         await self._close(self.workflows)
         await self.engine.services.aclose()
+
+    def _add_restorer(self) -> None:
+        """Append the restorer to the END of mitmproxy's chain, after Save,
+        SaveHar, the dumper and mitmweb's view (all present by now): then
+        they record the scrubbed response and the client gets the real one."""
+        addons = ctx.master.addons
+        if self.restorer in addons.chain:
+            return
+        try:
+            addons.add(self.restorer)
+        except exceptions.AddonManagerError as e:  # e.g. a second Datakit
+            logger.error("Datakit: cannot add the response restorer (%s); responses built from vault secrets are recorded as sent", e)
+            return
+        self.engine.restorer = self.restorer
+
+    def _remove_restorer(self) -> None:
+        self.engine.restorer = None
+        addons = ctx.master.addons
+        if self.restorer in addons.chain:
+            addons.remove(self.restorer)  # calls its done: sent responses scrubbed again
 
     def config_path(self) -> str:
         return self._config_path or self.default_config

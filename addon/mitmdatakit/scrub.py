@@ -7,13 +7,15 @@ request has been sent upstream (or never will be: Datakit answered), so
 the request fields a workflow wrote from a secret can be replaced by
 `[REDACTED]` in the record without changing the traffic.
 
-Which fields: the inputs of message-writing nodes (`Node.writes`) fed from
-a secret, found on the graph at load (taint.py). Client-sent values are
-left alone, except a literal vault value (the client cannot know it).
+The response is recorded in the same hook chain that precedes sending it,
+so its scrub is a pair: `scrub_response` replaces the fields and keeps the
+real values in a `ScrubbedResponse`, which the restorer addon (restore.py),
+last in mitmproxy's chain, puts back just before mitmproxy sends the
+response and takes out again once it is sent.
 
-The response a workflow builds from a secret goes out as it is: mitmproxy
-records it in the same hook, before sending it, so it cannot be scrubbed
-from the record without scrubbing it from the wire; a load warning says so.
+Which fields: the inputs of message-writing nodes (`Node.writes`) fed from
+a secret, found on the graph at load (taint.py). Client- and upstream-sent
+values are left alone, except a literal vault value in a header or the URL.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
+
+from mitmproxy.http import Headers
 
 from .taint import _from_secret
 from .trace import NODE_COMPLETE, REDACTED
@@ -66,9 +70,9 @@ def secret_writes(nodes: Sequence[Any], inputs: Sequence[Sequence[Conn]], secret
     return found
 
 
-def scrub_message(message: http.Message, run: FlowRun, writes: Sequence[SecretWrite]) -> int:
-    """Replace what `writes` put into `message` from a secret; how many
-    fields were replaced."""
+def scrub_message(message: http.Message, run: FlowRun, writes: Sequence[SecretWrite], body: bool = True) -> int:
+    """Replace what `writes` put into `message` from a secret (the body
+    only with `body`); how many fields were replaced."""
     count = 0
     for w in writes:
         if run.status[w.node] != NODE_COMPLETE:
@@ -79,7 +83,7 @@ def scrub_message(message: http.Message, run: FlowRun, writes: Sequence[SecretWr
             if value is None:
                 continue
             if port == "body":
-                if message.raw_content:
+                if body and message.raw_content:
                     message.content = REDACTED_BYTES
                     count += 1
             elif port == "headers" and isinstance(value, Mapping):
@@ -98,6 +102,90 @@ def scrub_request(run: FlowRun) -> int:
     count = scrub_message(request, run, plan.secret_request_writes)
     count += _scrub_literal_secrets(request, run)
     return count
+
+
+@dataclass(frozen=True)
+class ScrubbedResponse:
+    """A response's scrubbed fields, each with its real and its recorded
+    value, to swap one for the other. Content-Length goes with the body."""
+
+    headers: Mapping[str, tuple[list[str], list[str]]]  # name -> (real, recorded)
+    body: tuple[bytes, bytes] | None = None  # (real raw content, recorded)
+    content_length: tuple[list[str], list[str]] = ([], [])
+
+    def restore(self, response: http.Response) -> list[str]:
+        """Put the real values back where the recorded ones still are; the
+        fields found holding neither (another addon changed them)."""
+        return self._swap(response, to_real=True)
+
+    def rescrub(self, response: http.Response) -> None:
+        """The response went out: the recorded values again, where the real
+        ones still are."""
+        self._swap(response, to_real=False)
+
+    def _swap(self, response: http.Response, to_real: bool) -> list[str]:
+        def pick(pair: tuple[Any, Any]) -> tuple[Any, Any]:
+            real, recorded = pair
+            return (recorded, real) if to_real else (real, recorded)
+
+        unexpected: list[str] = []
+        headers = response.headers
+        for name, pair in self.headers.items():
+            old, new = pick(pair)
+            current = headers.get_all(name)
+            if current == old:
+                headers.set_all(name, new)
+            elif current != new:
+                unexpected.append(f"header {name!r}")
+        if self.body is not None:
+            old_body, new_body = pick(self.body)
+            current_body = response.raw_content
+            if current_body == old_body:
+                response.raw_content = new_body
+                old_length, new_length = pick(self.content_length)
+                if headers.get_all("content-length") == old_length:
+                    headers.set_all("content-length", new_length)
+            elif current_body != new_body:
+                unexpected.append("body")
+        return unexpected
+
+
+def scrub_response(run: FlowRun, body: bool = True) -> ScrubbedResponse | None:
+    """Scrub the response the run built (exit, `response` node) and return
+    what it replaced; None (at once for an untainted plan) when nothing was.
+    `body=False` leaves the body alone (a trace report replaced it)."""
+    plan = run.plan
+    if not plan.secret_response_writes and not run.workflow.secrets:
+        return None
+    response = run.flow.response
+    if response is None:
+        return None
+    real_fields, real_raw = response.headers.fields, response.raw_content
+    try:
+        if not scrub_message(response, run, plan.secret_response_writes, body=body) + _scrub_literal_headers(response, run):
+            return None
+    except BaseException:
+        response.headers.fields, response.raw_content = real_fields, real_raw  # never half-scrubbed
+        raise
+    return _difference(real_fields, real_raw, response)
+
+
+def _difference(real_fields: tuple[tuple[bytes, bytes], ...], real_raw: bytes | None, response: http.Response) -> ScrubbedResponse | None:
+    real = Headers(real_fields)
+    headers: dict[str, tuple[list[str], list[str]]] = {}
+    for name in {k.lower() for k in real} | {k.lower() for k in response.headers}:
+        if name == "content-length":
+            continue
+        was, now = real.get_all(name), response.headers.get_all(name)
+        if was != now:
+            headers[name] = (was, now)
+    if response.raw_content == real_raw:
+        return ScrubbedResponse(headers) if headers else None
+    return ScrubbedResponse(
+        headers,
+        (real_raw or b"", response.raw_content or b""),
+        (real.get_all("content-length"), response.headers.get_all("content-length")),
+    )
 
 
 def _names(value: Mapping[str, Any], keys: frozenset[str] | None) -> set[str]:
@@ -130,19 +218,28 @@ def _scrub_query(request: Any, names: set[str]) -> int:
     return count
 
 
-def _scrub_literal_secrets(request: Any, run: FlowRun) -> int:
-    """The vault values themselves, wherever a header or the URL holds them
-    (written outside the graph, e.g. through `kong.ctx`)."""
+def _scrub_literal_headers(message: Any, run: FlowRun) -> int:
+    """The vault values themselves, wherever a header holds them (written
+    outside the graph, e.g. through `kong.ctx`, or echoed by the upstream)."""
     redactor = run.workflow.redactor
     if not redactor:
         return 0
     count = 0
-    for name in {k.lower() for k in request.headers}:
-        values = request.headers.get_all(name)
+    for name in {k.lower() for k in message.headers}:
+        values = message.headers.get_all(name)
         redacted = [redactor.text(v) for v in values]
         if redacted != values:
-            request.headers.set_all(name, redacted)
+            message.headers.set_all(name, redacted)
             count += 1
+    return count
+
+
+def _scrub_literal_secrets(request: Any, run: FlowRun) -> int:
+    """The vault values in the request's headers and URL."""
+    redactor = run.workflow.redactor
+    if not redactor:
+        return 0
+    count = _scrub_literal_headers(request, run)
     path = request.path
     if redactor.text(unquote(path)) != unquote(path):
         request.path = redactor.text(unquote(path))
@@ -150,4 +247,4 @@ def _scrub_literal_secrets(request: Any, run: FlowRun) -> int:
     return count
 
 
-__all__ = ["REDACTED", "SecretWrite", "scrub_message", "scrub_request", "secret_writes"]
+__all__ = ["REDACTED", "ScrubbedResponse", "SecretWrite", "scrub_message", "scrub_request", "scrub_response", "secret_writes"]
