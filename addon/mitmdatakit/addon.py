@@ -49,6 +49,7 @@ class Datakit(DatakitCommands):
         self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
         self.stream_guard = StreamGuard(self.engine)
         self.restorer = ResponseRestorer()  # appended to mitmproxy's chain in running
+        self._added_restorer = False
         self.addons: list[Any] = []  # child addons, chosen in configure
         self._changes = ChangeDetector()
         self._reload_lock = asyncio.Lock()
@@ -136,22 +137,28 @@ class Datakit(DatakitCommands):
     def _add_restorer(self) -> None:
         """Append the restorer to the END of mitmproxy's chain, after Save,
         SaveHar, the dumper and mitmweb's view (all present by now): then
-        they record the scrubbed response and the client gets the real one."""
+        they record the scrubbed response and the client gets the real one.
+        One restorer serves every Datakit instance: a second one (or a
+        reloaded script whose old instance never got `done`) shares it."""
         addons = ctx.master.addons
-        if self.restorer in addons.chain:
-            return
-        try:
+        existing = addons.get(ResponseRestorer.name)
+        if isinstance(existing, ResponseRestorer) and existing.active:
+            self.restorer = existing
+        elif existing is None:
             addons.add(self.restorer)
-        except exceptions.AddonManagerError as e:  # e.g. a second Datakit
-            logger.error("Datakit: cannot add the response restorer (%s); responses built from vault secrets are recorded as sent", e)
+            self._added_restorer = True
+        else:
+            logger.error("Datakit: an addon named %s is in the way; responses built from vault secrets are "
+                         "recorded as sent", ResponseRestorer.name)
             return
         self.engine.restorer = self.restorer
 
     def _remove_restorer(self) -> None:
         self.engine.restorer = None
         addons = ctx.master.addons
-        if self.restorer in addons.chain:
-            addons.remove(self.restorer)  # calls its done: sent responses scrubbed again
+        if self._added_restorer and self.restorer in addons.chain:
+            addons.remove(self.restorer)  # its done: sent responses scrubbed again, inactive
+        self._added_restorer = False
 
     def config_path(self) -> str:
         return self._config_path or self.default_config

@@ -337,7 +337,7 @@ class Engine:
         client the real ones (restore.py). Only for a workflow's own answer:
         a failure's 500 body is redacted already."""
         restorer = self.restorer
-        if restorer is None or not self.scrub_records:
+        if restorer is None or not restorer.active or not self.scrub_records:
             return
         try:
             # a trace report sent to the client replaced the body (redacted)

@@ -38,6 +38,7 @@ class ResponseRestorer:
         self.held: dict[str, ScrubbedResponse] = {}  # flow id -> real values
         self.armed: set[str] = set()  # held flows whose response hook ran
         self.sending: dict[str, tuple[http.HTTPFlow, ScrubbedResponse]] = {}  # restored, to scrub once sent
+        self.active = True  # in mitmproxy's chain (False once removed: nothing to scrub for)
 
     def hold(self, flow: http.HTTPFlow, scrubbed: ScrubbedResponse) -> None:
         """Datakit scrubbed this flow's response (in its request hook for an
@@ -64,6 +65,7 @@ class ResponseRestorer:
         self.armed.discard(flow.id)
 
     def done(self) -> None:
+        self.active = False
         self.held.clear()
         self.armed.clear()
         for flow, scrubbed in list(self.sending.values()):

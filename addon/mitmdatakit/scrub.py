@@ -104,14 +104,16 @@ def scrub_request(run: FlowRun) -> int:
     return count
 
 
+Fields = tuple[tuple[bytes, bytes], ...]
+
+
 @dataclass(frozen=True)
 class ScrubbedResponse:
-    """A response's scrubbed fields, each with its real and its recorded
-    value, to swap one for the other. Content-Length goes with the body."""
+    """A scrubbed response's header fields and body, real and recorded, to
+    swap one for the other. Content-Length goes with the body."""
 
-    headers: Mapping[str, tuple[list[str], list[str]]]  # name -> (real, recorded)
-    body: tuple[bytes, bytes] | None = None  # (real raw content, recorded)
-    content_length: tuple[list[str], list[str]] = ([], [])
+    fields: tuple[Fields, Fields]  # (real, recorded)
+    body: tuple[bytes | None, bytes | None] | None = None  # (real, recorded) raw content; None: unchanged
 
     def restore(self, response: http.Response) -> list[str]:
         """Put the real values back where the recorded ones still are; the
@@ -128,23 +130,35 @@ class ScrubbedResponse:
             real, recorded = pair
             return (recorded, real) if to_real else (real, recorded)
 
+        old_fields, new_fields = pick(self.fields)
+        old_body, new_body = pick(self.body) if self.body is not None else (None, None)
+        if response.headers.fields == old_fields and (self.body is None or response.raw_content == old_body):
+            # nobody touched it in between (the usual case): swap it all
+            response.headers.fields = new_fields
+            if self.body is not None:
+                response.raw_content = new_body
+            return []
+        return self._swap_each(response, old_fields, new_fields, old_body, new_body)
+
+    def _swap_each(self, response: http.Response, old_fields: Fields, new_fields: Fields,
+                   old_body: bytes | None, new_body: bytes | None) -> list[str]:
+        """Another addon changed the response: swap what is still ours."""
         unexpected: list[str] = []
-        headers = response.headers
-        for name, pair in self.headers.items():
-            old, new = pick(pair)
+        headers, old, new = response.headers, Headers(old_fields), Headers(new_fields)
+        for name in {k.lower() for k in old} | {k.lower() for k in new}:
+            if name == "content-length" or old.get_all(name) == new.get_all(name):
+                continue
             current = headers.get_all(name)
-            if current == old:
-                headers.set_all(name, new)
-            elif current != new:
+            if current == old.get_all(name):
+                headers.set_all(name, new.get_all(name))
+            elif current != new.get_all(name):
                 unexpected.append(f"header {name!r}")
         if self.body is not None:
-            old_body, new_body = pick(self.body)
             current_body = response.raw_content
             if current_body == old_body:
                 response.raw_content = new_body
-                old_length, new_length = pick(self.content_length)
-                if headers.get_all("content-length") == old_length:
-                    headers.set_all("content-length", new_length)
+                if headers.get_all("content-length") == old.get_all("content-length"):
+                    headers.set_all("content-length", new.get_all("content-length"))
             elif current_body != new_body:
                 unexpected.append("body")
         return unexpected
@@ -162,30 +176,15 @@ def scrub_response(run: FlowRun, body: bool = True) -> ScrubbedResponse | None:
         return None
     real_fields, real_raw = response.headers.fields, response.raw_content
     try:
-        if not scrub_message(response, run, plan.secret_response_writes, body=body) + _scrub_literal_headers(response, run):
-            return None
+        scrub_message(response, run, plan.secret_response_writes, body=body)
+        _scrub_literal_headers(response, run)
     except BaseException:
         response.headers.fields, response.raw_content = real_fields, real_raw  # never half-scrubbed
         raise
-    return _difference(real_fields, real_raw, response)
-
-
-def _difference(real_fields: tuple[tuple[bytes, bytes], ...], real_raw: bytes | None, response: http.Response) -> ScrubbedResponse | None:
-    real = Headers(real_fields)
-    headers: dict[str, tuple[list[str], list[str]]] = {}
-    for name in {k.lower() for k in real} | {k.lower() for k in response.headers}:
-        if name == "content-length":
-            continue
-        was, now = real.get_all(name), response.headers.get_all(name)
-        if was != now:
-            headers[name] = (was, now)
-    if response.raw_content == real_raw:
-        return ScrubbedResponse(headers) if headers else None
-    return ScrubbedResponse(
-        headers,
-        (real_raw or b"", response.raw_content or b""),
-        (real.get_all("content-length"), response.headers.get_all("content-length")),
-    )
+    fields, raw = response.headers.fields, response.raw_content
+    if fields == real_fields and raw == real_raw:
+        return None
+    return ScrubbedResponse((real_fields, fields), None if raw == real_raw else (real_raw, raw))
 
 
 def _names(value: Mapping[str, Any], keys: frozenset[str] | None) -> set[str]:

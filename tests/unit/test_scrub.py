@@ -244,3 +244,23 @@ def test_untainted_answers_and_failures_are_not_held():
         assert not restorer.held
 
     asyncio.run(go())
+
+
+def test_the_restorer_is_last_in_mitmproxy_chain_and_shared():
+    from mitmproxy.addons import save
+    from mitmproxy.test import taddons
+
+    from mitmdatakit.addon import Datakit
+
+    first, second = Datakit(), Datakit()
+    with taddons.context(save.Save()) as tctx:
+        first._add_restorer()
+        second._add_restorer()
+        chain = tctx.master.addons.chain
+        assert chain[-1] is first.restorer  # after Save (and whatever came before)
+        assert second.engine.restorer is first.engine.restorer is first.restorer
+        assert sum(isinstance(a, ResponseRestorer) for a in chain) == 1
+        first._remove_restorer()
+        assert not any(isinstance(a, ResponseRestorer) for a in tctx.master.addons.chain)
+        # the sharer scrubs no more: nothing would restore its answers
+        assert not second.engine.restorer.active
