@@ -16,6 +16,8 @@ import base64
 import json
 import shutil
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -337,6 +339,27 @@ def test_mitmweb_shows_the_answer_scrubbed(tmp_path, make_mock_server):
         assert body.content == b"[REDACTED]"
         log = web.log_text()
     _no_answer_secret(log, "the mitmweb log")
+
+
+def test_an_intercepted_answer_is_sent_real_once_resumed_and_recorded_scrubbed(tmp_path, make_mock_server):
+    # the hook task waits for the resume before sending: the rescrub must wait too
+    mock = make_mock_server()
+    mock.route("*", "/respond", Reply(body="upstream-answer"))
+    cfg = write_workflows(tmp_path / "wf", _answer_workflows())
+    with Mitmweb(cfg, env={"DK_SECRET_TEST": SECRET}, quiet=True, options={"intercept": "~s"}) as web, web.api() as api:
+        with ThreadPoolExecutor(1) as pool, web.client() as c:
+            pending = pool.submit(c.get, mock.url_for("/respond"))
+            deadline = time.monotonic() + 15
+            while not (held := [f for f in api.flows() if f["type"] == "http" and f["intercepted"]]):
+                assert time.monotonic() < deadline and not pending.done(), "the response was not intercepted"
+                time.sleep(0.05)
+            # (while held, the live flow has the real values back: docs/hardening.md, "Intercepted responses")
+            api.http.post(f"/flows/{held[0]['id']}/resume", headers={"X-XSRFToken": api.xsrf}).raise_for_status()
+            responded = pending.result(timeout=15)
+        assert responded.status_code == 200 and responded.headers["x-sig"] == SIG
+        (flow,) = [f for f in api.flows() if f["type"] == "http"]
+        assert ["x-sig", "[REDACTED]"] in flow["response"]["headers"]
+        _no_answer_secret(json.dumps(flow), "mitmweb's flow list after the resume")
 
 
 def test_datakit_run_redacts_the_service_request_it_prints(tmp_path, capsys, monkeypatch):
