@@ -1,8 +1,9 @@
 """Cost of the run guards, in process: the disconnect bookkeeping each flow
 pays (indexing its run by client connection), the watcher's tick, and
 taint-aware tracing (plan-time taint, traced runs, the per-run redactor
-built on failure), and the scrub of the recorded request (secret workflows
-only; an untainted one returns at once)."""
+built on failure), and the scrub of the recorded request and response
+(secret workflows only; an untainted one returns at once), with the
+restorer's swap of a scrubbed response and the hooks every flow pays."""
 
 from __future__ import annotations
 
@@ -37,6 +38,17 @@ nodes:
 """
 
 
+ANSWER_WORKFLOW = """\
+resources:
+  vault:
+    token: "{vault://env/DK_BENCH_SECRET}"
+nodes:
+  - {name: BEARER, type: jq, inputs: {token: vault.token}, jq: '"Bearer " + .token'}
+  - {name: BODY, type: jq, inputs: {token: vault.token}, jq: '{basic: ("user:" + .token | @base64)}'}
+  - {name: EXIT, type: exit, inputs: {body: BODY, headers.authorization: BEARER}}
+"""
+
+
 def run(s: Settings, wd: Path) -> Result:
     from mitmproxy.test import tflow
 
@@ -45,7 +57,8 @@ def run(s: Settings, wd: Path) -> Result:
     from mitmdatakit.engine import Engine
     from mitmdatakit.ports import Phase
     from mitmdatakit.runtime import FlowRun, Services
-    from mitmdatakit.scrub import scrub_request
+    from mitmdatakit.restore import ResponseRestorer
+    from mitmdatakit.scrub import scrub_request, scrub_response
     from mitmdatakit.taint import secret_ports
 
     logging.getLogger("mitmdatakit").setLevel(logging.CRITICAL)
@@ -110,4 +123,35 @@ def run(s: Settings, wd: Path) -> Result:
     clean = config.load_text(twenty_node_workflow(), default_name="clean")
     untainted = FlowRun(clean, tflow.tflow(), engine.services)
     res.row("record scrub per flow, untainted workflow", us(per_call(lambda: scrub_request(untainted), number)))
+
+    # the answer to the client: scrubbed for the recorders, restored for the
+    # wire, scrubbed again once sent (three swaps per flow)
+    answer = config.load_text(ANSWER_WORKFLOW, default_name="answer")
+    answered = FlowRun(answer, tflow.tflow(), engine.services)
+    asyncio.run(answered.run_phase(Phase.REQUEST))
+    answer_engine = Engine(Services())
+    answered.flow.response = answer_engine._exit_response(answered)
+    real = answered.flow.response.copy()
+
+    def scrub_restore_rescrub():
+        answered.flow.response = real.copy()
+        scrubbed = scrub_response(answered)
+        scrubbed.restore(answered.flow.response)
+        scrubbed.rescrub(answered.flow.response)
+
+    copy_only = per_call(lambda: real.copy(), number // 10)
+    res.row("response scrub + restore + rescrub per flow, secret in a header and the body",
+            us(per_call(scrub_restore_rescrub, number // 10) - copy_only))
+    untainted.flow.response = real.copy()
+    res.row("response scrub per flow, untainted workflow", us(per_call(lambda: scrub_response(untainted), number)))
+    restorer = ResponseRestorer()
+    other = tflow.tflow(resp=True)
+    flows = [other]
+
+    def hooks_of_a_flow_not_held():
+        restorer.response(other)
+        restorer.update(flows)
+
+    res.row("restorer hooks per flow it does not hold (every flow: response + update)",
+            us(per_call(hooks_of_a_flow_not_held, number)))
     return res

@@ -18,6 +18,7 @@ from .engine import Engine
 from .hosts import ClientHost
 from .kong.gateway import NO_ROUTE_OPTION, KongGateway
 from .redaction import LOG_FILTER
+from .restore import ResponseRestorer
 from .reloading import POLL_INTERVAL, ChangeDetector, Outcome, Snapshot, load_outcome, snapshot
 from .jq_pool import DEFAULT_TIMEOUT_MS as DEFAULT_JQ_TIMEOUT_MS
 from .runtime import Services, option_value
@@ -54,6 +55,8 @@ class Datakit(DatakitCommands):
         self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
         self.stream_guard = StreamGuard(self.engine)
         self.kong = KongGateway(lambda: bool(self._option(NO_ROUTE_OPTION)))
+        self.restorer = ResponseRestorer()  # appended to mitmproxy's chain in running
+        self._added_restorer = False
         self.addons: list[Any] = []  # child addons, chosen in configure
         self._changes = ChangeDetector()
         self._reload_lock = asyncio.Lock()
@@ -135,6 +138,7 @@ class Datakit(DatakitCommands):
 
     def running(self) -> None:
         self._is_running = True
+        self._add_restorer()
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
         if self._disconnect_watcher is None:
@@ -142,6 +146,7 @@ class Datakit(DatakitCommands):
 
     async def done(self) -> None:
         unregister_view()
+        self._remove_restorer()
         for task in (self._watcher, self._disconnect_watcher, *self._background):
             if task is not None:
                 task.cancel()
@@ -149,6 +154,32 @@ class Datakit(DatakitCommands):
         await self.engine.aclose()
         await self._close(self.workflows)
         await self.engine.services.aclose()
+
+    def _add_restorer(self) -> None:
+        """Append the restorer to the END of mitmproxy's chain, after Save,
+        SaveHar, the dumper and mitmweb's view (all present by now): then
+        they record the scrubbed response and the client gets the real one.
+        One restorer serves every Datakit instance: a second one (or a
+        reloaded script whose old instance never got `done`) shares it."""
+        addons = ctx.master.addons
+        existing = addons.get(ResponseRestorer.name)
+        if isinstance(existing, ResponseRestorer) and existing.active:
+            self.restorer = existing
+        elif existing is None:
+            addons.add(self.restorer)
+            self._added_restorer = True
+        else:
+            logger.error("Datakit: an addon named %s is in the way; responses built from vault secrets are "
+                         "recorded as sent", ResponseRestorer.name)
+            return
+        self.engine.restorer = self.restorer
+
+    def _remove_restorer(self) -> None:
+        self.engine.restorer = None
+        addons = ctx.master.addons
+        if self._added_restorer and self.restorer in addons.chain:
+            addons.remove(self.restorer)  # its done: sent responses scrubbed again, inactive
+        self._added_restorer = False
 
     def config_path(self) -> str:
         return self._config_path or self.default_config

@@ -180,12 +180,6 @@ def load_document(doc: Any, source: str = "<memory>", default_name: str = "workf
     except ConfigError as e:
         raise e.located(source) from None
 
-    if plan.secret_response_writes:
-        writers = ", ".join(repr(plan.nodes[w.node].name) for w in plan.secret_response_writes)
-        logger.warning(
-            "Datakit: workflow %s sends values derived from a vault secret to the client (%s); "
-            "mitmproxy records that response as sent (flow files, flow log lines)", name, writers,
-        )
     # resolved secrets (vault) are redacted wherever they would show
     secrets = [s for r in info.resources.values() for s in (getattr(r, "secrets", None) or {}).values()]
     return Workflow(

@@ -19,8 +19,9 @@ from mitmproxy import http
 from .errors import CodecError, RunAborted, WorkflowFailed
 from .ports import Phase
 from .redaction import safe_url
-from .scrub import scrub_request
+from .restore import ResponseRestorer
 from .runtime import FlowRun, Services
+from .scrub import scrub_request, scrub_response
 from .summary import METADATA_KEY as METADATA_KEY  # re-exported: offline.py
 from .summary import attach
 from .trace import Trace
@@ -74,6 +75,9 @@ class Engine:
         # replace secret-derived request fields once the request is sent,
         # before mitmproxy records the flow (offline runs keep them real)
         self.scrub_records = scrub_records
+        # puts the real values back into a response scrubbed for the record
+        # just before mitmproxy sends it; none: responses are not scrubbed
+        self.restorer: ResponseRestorer | None = None
         self.workflows: Sequence[Workflow] = []
         self.runs: dict[str, FlowRun] = {}
         # client connection id -> its flows' runs (HTTP/2: many per connection)
@@ -237,6 +241,7 @@ class Engine:
             self._crash(run, e)
             return
         self._done(run)
+        self._scrub_response(run)
 
     def _fail(self, run: FlowRun, failure: WorkflowFailed) -> None:
         # the message may quote values derived from a secret; the URL is the
@@ -276,6 +281,23 @@ class Engine:
                 scrub_request(run)
             except Exception:  # noqa: BLE001 - a record must never cost the answer
                 logger.exception("Datakit: scrubbing the recorded request of workflow %s failed", run.workflow.name)
+
+    def _scrub_response(self, run: FlowRun) -> None:
+        """The workflow's answer (exit, `response` node) holds values built
+        from a secret: recorders see them scrubbed, the restorer gives the
+        client the real ones (restore.py). Only for a workflow's own answer:
+        a failure's 500 body is redacted already."""
+        restorer = self.restorer
+        if restorer is None or not restorer.active or not self.scrub_records:
+            return
+        try:
+            # a trace report sent to the client replaced the body (redacted)
+            scrubbed = scrub_response(run, body=not (run.trace is not None and run.trace_to_client))
+        except Exception:  # noqa: BLE001 - left unscrubbed (scrub_response undoes a partial scrub)
+            logger.exception("Datakit: scrubbing the recorded response of workflow %s failed", run.workflow.name)
+            return
+        if scrubbed is not None:
+            restorer.hold(run.flow, scrubbed)
 
     def _attach(self, run: FlowRun) -> None:
         """Keep the run's summary (and trace, when traced) on the flow: the

@@ -7,20 +7,25 @@ request has been sent upstream (or never will be: Datakit answered), so
 the request fields a workflow wrote from a secret can be replaced by
 `[REDACTED]` in the record without changing the traffic.
 
-Which fields: the inputs of message-writing nodes (`Node.writes`) fed from
-a secret, found on the graph at load (`taint.secret_writes`). Client-sent values are
-left alone, except a literal vault value (the client cannot know it).
+The response is recorded in the same hook chain that precedes sending it,
+so its scrub is a pair: `scrub_response` replaces the fields and keeps the
+real values in a `ScrubbedResponse`, which the restorer addon (restore.py),
+last in mitmproxy's chain, puts back just before mitmproxy sends the
+response and takes out again once it is sent.
 
-The response a workflow builds from a secret goes out as it is: mitmproxy
-records it in the same hook, before sending it, so it cannot be scrubbed
-from the record without scrubbing it from the wire; a load warning says so.
+Which fields: the inputs of message-writing nodes (`Node.writes`) fed from
+a secret, found on the graph at load (taint.py). Client- and upstream-sent
+values are left alone, except a literal vault value in a header or the URL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
+
+from mitmproxy.http import Headers
 
 from .trace import NODE_COMPLETE, REDACTED
 
@@ -33,9 +38,9 @@ if TYPE_CHECKING:
 REDACTED_BYTES = REDACTED.encode()
 
 
-def scrub_message(message: http.Message, run: FlowRun, writes: Sequence[SecretWrite]) -> int:
-    """Replace what `writes` put into `message` from a secret; how many
-    fields were replaced."""
+def scrub_message(message: http.Message, run: FlowRun, writes: Sequence[SecretWrite], body: bool = True) -> int:
+    """Replace what `writes` put into `message` from a secret (the body
+    only with `body`); how many fields were replaced."""
     count = 0
     for w in writes:
         if run.status[w.node] != NODE_COMPLETE:
@@ -46,7 +51,7 @@ def scrub_message(message: http.Message, run: FlowRun, writes: Sequence[SecretWr
             if value is None:
                 continue
             if port == "body":
-                if message.raw_content:
+                if body and message.raw_content:
                     message.content = REDACTED_BYTES
                     count += 1
             elif port == "headers" and isinstance(value, Mapping):
@@ -65,6 +70,89 @@ def scrub_request(run: FlowRun) -> int:
     count = scrub_message(request, run, plan.secret_request_writes)
     count += _scrub_literal_secrets(request, run)
     return count
+
+
+Fields = tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True)
+class ScrubbedResponse:
+    """A scrubbed response's header fields and body, real and recorded, to
+    swap one for the other. Content-Length goes with the body."""
+
+    fields: tuple[Fields, Fields]  # (real, recorded)
+    body: tuple[bytes | None, bytes | None] | None = None  # (real, recorded) raw content; None: unchanged
+
+    def restore(self, response: http.Response) -> list[str]:
+        """Put the real values back where the recorded ones still are; the
+        fields found holding neither (another addon changed them)."""
+        return self._swap(response, to_real=True)
+
+    def rescrub(self, response: http.Response) -> None:
+        """The response went out: the recorded values again, where the real
+        ones still are."""
+        self._swap(response, to_real=False)
+
+    def _swap(self, response: http.Response, to_real: bool) -> list[str]:
+        def pick(pair: tuple[Any, Any]) -> tuple[Any, Any]:
+            real, recorded = pair
+            return (recorded, real) if to_real else (real, recorded)
+
+        old_fields, new_fields = pick(self.fields)
+        old_body, new_body = pick(self.body) if self.body is not None else (None, None)
+        if response.headers.fields == old_fields and (self.body is None or response.raw_content == old_body):
+            # nobody touched it in between (the usual case): swap it all
+            response.headers.fields = new_fields
+            if self.body is not None:
+                response.raw_content = new_body
+            return []
+        return self._swap_each(response, old_fields, new_fields, old_body, new_body)
+
+    def _swap_each(self, response: http.Response, old_fields: Fields, new_fields: Fields,
+                   old_body: bytes | None, new_body: bytes | None) -> list[str]:
+        """Another addon changed the response: swap what is still ours."""
+        unexpected: list[str] = []
+        headers, old, new = response.headers, Headers(old_fields), Headers(new_fields)
+        for name in {k.lower() for k in old} | {k.lower() for k in new}:
+            if name == "content-length" or old.get_all(name) == new.get_all(name):
+                continue
+            current = headers.get_all(name)
+            if current == old.get_all(name):
+                headers.set_all(name, new.get_all(name))
+            elif current != new.get_all(name):
+                unexpected.append(f"header {name!r}")
+        if self.body is not None:
+            current_body = response.raw_content
+            if current_body == old_body:
+                response.raw_content = new_body
+                if headers.get_all("content-length") == old.get_all("content-length"):
+                    headers.set_all("content-length", new.get_all("content-length"))
+            elif current_body != new_body:
+                unexpected.append("body")
+        return unexpected
+
+
+def scrub_response(run: FlowRun, body: bool = True) -> ScrubbedResponse | None:
+    """Scrub the response the run built (exit, `response` node) and return
+    what it replaced; None (at once for an untainted plan) when nothing was.
+    `body=False` leaves the body alone (a trace report replaced it)."""
+    plan = run.plan
+    if not plan.secret_response_writes and not run.workflow.secrets:
+        return None
+    response = run.flow.response
+    if response is None:
+        return None
+    real_fields, real_raw = response.headers.fields, response.raw_content
+    try:
+        scrub_message(response, run, plan.secret_response_writes, body=body)
+        _scrub_literal_headers(response, run)
+    except BaseException:
+        response.headers.fields, response.raw_content = real_fields, real_raw  # never half-scrubbed
+        raise
+    fields, raw = response.headers.fields, response.raw_content
+    if fields == real_fields and raw == real_raw:
+        return None
+    return ScrubbedResponse((real_fields, fields), None if raw == real_raw else (real_raw, raw))
 
 
 def _names(value: Mapping[str, Any], keys: frozenset[str] | None) -> set[str]:
@@ -97,19 +185,28 @@ def _scrub_query(request: Any, names: set[str]) -> int:
     return count
 
 
-def _scrub_literal_secrets(request: Any, run: FlowRun) -> int:
-    """The vault values themselves, wherever a header or the URL holds them
-    (written outside the graph, e.g. through `kong.ctx`)."""
+def _scrub_literal_headers(message: Any, run: FlowRun) -> int:
+    """The vault values themselves, wherever a header holds them (written
+    outside the graph, e.g. through `kong.ctx`, or echoed by the upstream)."""
     redactor = run.workflow.redactor
     if not redactor:
         return 0
     count = 0
-    for name in {k.lower() for k in request.headers}:
-        values = request.headers.get_all(name)
+    for name in {k.lower() for k in message.headers}:
+        values = message.headers.get_all(name)
         redacted = [redactor.text(v) for v in values]
         if redacted != values:
-            request.headers.set_all(name, redacted)
+            message.headers.set_all(name, redacted)
             count += 1
+    return count
+
+
+def _scrub_literal_secrets(request: Any, run: FlowRun) -> int:
+    """The vault values in the request's headers and URL."""
+    redactor = run.workflow.redactor
+    if not redactor:
+        return 0
+    count = _scrub_literal_headers(request, run)
     path = request.path
     if redactor.text(unquote(path)) != unquote(path):
         request.path = redactor.text(unquote(path))
@@ -117,4 +214,4 @@ def _scrub_literal_secrets(request: Any, run: FlowRun) -> int:
     return count
 
 
-__all__ = ["REDACTED", "scrub_message", "scrub_request"]
+__all__ = ["REDACTED", "ScrubbedResponse", "scrub_message", "scrub_request", "scrub_response"]

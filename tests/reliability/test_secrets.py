@@ -2,21 +2,30 @@
 stay out of log lines, traces, flow files and `datakit run` output.
 
 Traffic is left as it is: a header, query value or body a workflow builds
-from a secret reaches the upstream for real; the recorded flow (`-w` flow
-files, mitmdump's flow log line at any `flow_detail`) shows `[REDACTED]`
-in its place, since Datakit scrubs the request after sending it and before
-mitmproxy's Save and dumper addons record it (scrub.py).
+from a secret reaches the upstream (or, in its answer, the client) for real;
+the recorded flow (`-w` flow files, HAR files, mitmdump's flow log line at
+any `flow_detail`, mitmweb) shows `[REDACTED]` in its place: Datakit scrubs
+the request after sending it, and the response before mitmproxy's recorders
+see it, restoring it for the client just before mitmproxy sends it
+(scrub.py, restore.py).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
+import pytest
 from mitmproxy import io as mitm_io
 
 from mitmdatakit.cli import main
 from tests.harness import Reply, free_port
+from tests.harness.mitmweb import Mitmweb
 from tests.reliability._support import write_workflows
 
 SECRET = "s3cr3t-Zq9XvW"
@@ -209,17 +218,148 @@ def test_traffic_reaches_upstream_but_records_are_scrubbed(tmp_path, make_mock_s
     assert CLIENT_HEADER in log and STATIC_QUERY in log
 
 
-def test_response_built_from_a_secret_reaches_the_client_and_warns_at_load(tmp_path, start_mitmdump):
-    cfg = write_workflows(tmp_path / "wf", {"echo": {"match": {"paths": ["/echo"]}, "resources": VAULT, "nodes": [
-        {"name": "EXIT", "type": "exit", "inputs": {"body": "vault.token"}},
-    ]}})
-    mitm = start_mitmdump(cfg, env={"DK_SECRET_TEST": SECRET})
+# -- the answer a workflow sends the client from a secret -------------------------
+
+SIG = "sig-" + DERIVED  # a response header built from the secret
+CLIENT_BODY = json.dumps({"basic": DERIVED}, separators=(",", ":"))
+
+
+def _answer_workflows() -> dict[str, dict]:
+    return {
+        # answered before proxying: a body and a header built from the secret
+        "exit": {"match": {"paths": ["/exit"]}, "resources": VAULT, "nodes": [
+            {"name": "BEARER", "type": "jq", "inputs": {"token": "vault.token"}, "jq": '"Bearer " + .token'},
+            {"name": "BODY", "type": "jq", "inputs": {"token": "vault.token"}, "jq": '{basic: ("user:" + .token | @base64)}'},
+            {"name": "CLEAN", "type": "static", "values": {"v": CLEAN}},
+            {"name": "EXIT", "type": "exit", "status": 201,
+             "inputs": {"body": "BODY", "headers.authorization": "BEARER", "headers.x-clean": "CLEAN.v"}},
+        ]},
+        # proxied: a header built from the secret on the upstream's response
+        "respond": {"match": {"paths": ["/respond"]}, "resources": VAULT, "nodes": [
+            {"name": "SIG", "type": "jq", "inputs": {"token": "vault.token"}, "jq": '"sig-" + ("user:" + .token | @base64)',
+             "output": "response.headers.x-sig"},
+        ]},
+    }
+
+
+def _assert_client_got_the_real_answer(exited: httpx.Response, responded: httpx.Response) -> None:
+    assert exited.status_code == 201
+    assert exited.headers["authorization"] == BEARER
+    assert exited.headers["x-clean"] == CLEAN
+    assert exited.text == CLIENT_BODY
+    assert exited.headers["content-length"] == str(len(CLIENT_BODY))
+    assert responded.status_code == 200 and responded.text == "upstream-answer"
+    assert responded.headers["x-sig"] == SIG
+
+
+def _no_answer_secret(text: str, where: str) -> None:
+    _no_secret(text, where)
+    assert SIG not in text and CLIENT_BODY not in text, f"the answer leaked into {where}"
+
+
+def test_answer_built_from_a_secret_reaches_the_client_but_not_the_records(tmp_path, make_mock_server, start_mitmdump):
+    mock = make_mock_server()
+    mock.route("*", "/respond", Reply(body="upstream-answer"))
+    flows_out, har_out = tmp_path / "flows.out", tmp_path / "flows.har"
+    cfg = write_workflows(tmp_path / "wf", _answer_workflows())
+    mitm = start_mitmdump(cfg, env={"DK_SECRET_TEST": SECRET},
+                          args=["-w", str(flows_out), "--set", "flow_detail=4", "--set", f"hardump={har_out}"])
     with mitm.client() as c:
-        r = c.get("http://api.test/echo")
-    assert r.status_code == 200 and r.text == SECRET  # the workflow asked for it
+        exited = c.get(mock.url_for("/exit"))
+        responded = c.get(mock.url_for("/respond"))
+    _assert_client_got_the_real_answer(exited, responded)
     mitm.stop()
+
     log = mitm.log_text()
-    assert "workflow 00-echo sends values derived from a vault secret to the client ('EXIT')" in log
+    _no_answer_secret(log, "the mitmdump log at flow_detail=4")
+    assert "vault secret" not in log  # no load-time warning any more
+    assert "authorization: [REDACTED]" in log and "x-sig: [REDACTED]" in log
+    assert CLEAN in log and "upstream-answer" in log
+
+    raw = flows_out.read_bytes()
+    _no_answer_secret(raw.decode("utf-8", "replace"), "the flow file")
+    with flows_out.open("rb") as f:
+        flows = {fl.request.path: fl for fl in mitm_io.FlowReader(f).stream()}
+    assert set(flows) == {"/exit", "/respond"}
+    exit_rec, respond_rec = flows["/exit"].response, flows["/respond"].response
+    assert exit_rec.status_code == 201
+    assert exit_rec.headers["authorization"] == "[REDACTED]"
+    assert exit_rec.headers["x-clean"] == CLEAN
+    assert exit_rec.get_content() == b"[REDACTED]"
+    assert exit_rec.headers["content-length"] == str(len(b"[REDACTED]"))
+    assert respond_rec.headers["x-sig"] == "[REDACTED]"
+    assert respond_rec.get_content() == b"upstream-answer"
+
+    # SaveHar keeps the flows and writes them at shutdown: after the
+    # response went out, so the sent values were taken out again
+    har = har_out.read_text()
+    _no_answer_secret(har, "the HAR file")
+    assert "[REDACTED]" in har
+
+
+def test_answer_built_from_a_secret_over_http2(tmp_path, start_mitmdump):
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is needed for an HTTP/2 client (httpx prefers http/1.1 in its ALPN)")
+    cfg = write_workflows(tmp_path / "wf", _answer_workflows())
+    flows_out = tmp_path / "flows.out"
+    # lazy: mitmproxy answers the client's TLS (and takes its h2) before connecting upstream
+    mitm = start_mitmdump(cfg, env={"DK_SECRET_TEST": SECRET}, args=["-w", str(flows_out)],
+                          options={"connection_strategy": "lazy"})
+    out = subprocess.run(
+        [curl, "-s", "--http2", "--proxy", mitm.proxy_url, "--noproxy", "", "--cacert", str(mitm.ca_cert_path),
+         "-D", "-", "https://api.test/exit"],
+        capture_output=True, text=True, timeout=20, check=True,
+    ).stdout
+    head, _, body = out.rpartition("\n\n")  # text mode: CRLF read as LF
+    assert "HTTP/2 201" in head
+    assert f"authorization: {BEARER}" in head
+    assert f"content-length: {len(CLIENT_BODY)}" in head
+    assert body == CLIENT_BODY
+    mitm.stop()
+    _no_answer_secret(flows_out.read_bytes().decode("utf-8", "replace"), "the flow file (HTTP/2)")
+    _no_answer_secret(mitm.log_text(), "the mitmdump log (HTTP/2)")
+
+
+def test_mitmweb_shows_the_answer_scrubbed(tmp_path, make_mock_server):
+    mock = make_mock_server()
+    mock.route("*", "/respond", Reply(body="upstream-answer"))
+    cfg = write_workflows(tmp_path / "wf", _answer_workflows())
+    with Mitmweb(cfg, env={"DK_SECRET_TEST": SECRET}, quiet=True) as web, web.api() as api:
+        with web.client() as c:
+            exited = c.get(mock.url_for("/exit"))
+            responded = c.get(mock.url_for("/respond"))
+        _assert_client_got_the_real_answer(exited, responded)
+        flows = {f["request"]["path"]: f for f in api.flows() if f["type"] == "http"}
+        _no_answer_secret(json.dumps(flows), "mitmweb's flow list")
+        assert ["authorization", "[REDACTED]"] in flows["/exit"]["response"]["headers"]
+        assert ["x-sig", "[REDACTED]"] in flows["/respond"]["response"]["headers"]
+        body = api.http.get(f"/flows/{flows['/exit']['id']}/response/content.data")
+        body.raise_for_status()
+        assert body.content == b"[REDACTED]"
+        log = web.log_text()
+    _no_answer_secret(log, "the mitmweb log")
+
+
+def test_an_intercepted_answer_is_sent_real_once_resumed_and_recorded_scrubbed(tmp_path, make_mock_server):
+    # the hook task waits for the resume before sending: the rescrub must wait too
+    mock = make_mock_server()
+    mock.route("*", "/respond", Reply(body="upstream-answer"))
+    cfg = write_workflows(tmp_path / "wf", _answer_workflows())
+    with Mitmweb(cfg, env={"DK_SECRET_TEST": SECRET}, quiet=True, options={"intercept": "~s"}) as web, web.api() as api:
+        with ThreadPoolExecutor(1) as pool, web.client() as c:
+            pending = pool.submit(c.get, mock.url_for("/respond"))
+            deadline = time.monotonic() + 15
+            while not (held := [f for f in api.flows() if f["type"] == "http" and f["intercepted"]]):
+                assert time.monotonic() < deadline and not pending.done(), "the response was not intercepted"
+                time.sleep(0.05)
+            # (while held, the live flow has the real values back: docs/hardening.md, "Intercepted responses")
+            api.http.post(f"/flows/{held[0]['id']}/resume", headers={"X-XSRFToken": api.xsrf}).raise_for_status()
+            responded = pending.result(timeout=15)
+        assert responded.status_code == 200 and responded.headers["x-sig"] == SIG
+        (flow,) = [f for f in api.flows() if f["type"] == "http"]
+        assert ["x-sig", "[REDACTED]"] in flow["response"]["headers"]
+        _no_answer_secret(json.dumps(flow), "mitmweb's flow list after the resume")
 
 
 def test_datakit_run_redacts_the_service_request_it_prints(tmp_path, capsys, monkeypatch):
