@@ -104,3 +104,19 @@ def test_readme_https_example_works_as_written(tmp_path):
         done = subprocess.run(curl + ["--silent", "--show-error", "--max-time", "20"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr + mitm.log_tail()
     assert json.loads(done.stdout)["message"] == "Hello, world!"
+
+
+def test_a_new_shell_in_the_checkout_gets_python_3_12():
+    """The README's Python note: a fresh shell (no PYENV_VERSION) in the
+    checkout runs Python 3.12, for pyenv's python3 and for uv."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("pyenv") is None:
+        pytest.skip("pyenv is not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYENV_VERSION", "VIRTUAL_ENV", "UV_PYTHON")}
+    done = subprocess.run(["bash", "-c", "python3 -V"], cwd=REPO / "docs", env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.startswith("Python 3.12"), done.stdout + done.stderr
+    assert (REPO / ".python-version").read_text().strip() == "3.12"
+    assert ".python-version" in (REPO / "README.md").read_text()
