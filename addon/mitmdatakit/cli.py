@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import load_file, load_path, workflow_files
+from .config import check_file, load_file, load_path, workflow_files
 from .errors import ConfigError
 from .render import RENDERERS
 
@@ -33,9 +33,9 @@ EXIT_USAGE = 2  # bad arguments, unreadable input, invalid workflow (run)
 
 
 def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
-    """Load every workflow file the paths name, one by one, so that every
-    invalid file is reported (one error each: the loader stops at a file's
-    first problem)."""
+    """Check every workflow file the paths name, one by one, and report every
+    error found in each (`errors`; the first one's fields also flat, as
+    before)."""
     results: list[dict[str, Any]] = []
     for path in paths:
         try:
@@ -46,10 +46,11 @@ def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
         if not files and Path(path).is_dir():
             results.append({"file": str(path), "valid": True, "workflow": None, "note": "no *.yaml, *.yml or *.json files"})
         for f in files:
-            try:
-                wf = load_file(f)
-            except ConfigError as e:
-                results.append(_error_entry(e, str(f)))
+            wf, errors = check_file(f)
+            if wf is None:
+                entry = _error_entry(errors[0], str(f))
+                entry["errors"] = [_error_entry(e, str(f)) for e in errors]
+                results.append(entry)
                 continue
             declared = [n for n in wf.plan.nodes if n.index >= 0]
             results.append({"file": str(f), "valid": True, "workflow": wf.name, "nodes": len(declared), "enabled": wf.enabled})
@@ -65,7 +66,8 @@ def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
                     extra = "" if r["enabled"] else ", disabled (enabled: false)"
                     out.write(f"ok    {r['file']}: workflow {r['workflow']!r}, {r['nodes']} node(s){extra}\n")
             else:
-                out.write(f"error {r['text']}\n")
+                for e in r.get("errors") or [r]:
+                    out.write(f"error {e['text']}\n")
         checked = len([r for r in results if r.get("workflow") or not r["valid"]])
         out.write(f"{checked} file(s) checked, {len(invalid)} invalid\n")
     return EXIT_FAILED if invalid else EXIT_OK
@@ -254,8 +256,9 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "validate",
         help="check workflow files or directories",
-        description="Load workflow files with the addon's loader and report every invalid file "
-        "(file, node and field of its first error). A directory checks its *.yaml, *.yml and *.json files.",
+        description="Check workflow files with the addon's loader and report every error of every invalid file "
+        "(file, node and field of each; the graph's connections are checked once every node is valid). "
+        "A directory checks its *.yaml, *.yml and *.json files.",
         epilog="Exit status: 0 when all are valid, 1 otherwise.",
     )
     v.add_argument("paths", nargs="+", metavar="PATH")
