@@ -10,7 +10,11 @@ Fixtures:
   `.json()`, `.text`, `.body`), `.service_request` (what goes upstream:
   `.method`, `.url`, `.path`, `.query`, `.headers`, `.json()`, `.text`),
   `.trace` (the trace report), `.failed` / `.error` / `.failed_node`,
-  `.exited`, `.outcome`. In async tests use `await datakit.arun(...)`.
+  `.exited`, `.outcome`. In async tests use `await datakit.arun(...)`
+  (mark them for one async plugin: `@pytest.mark.anyio`, or pytest-asyncio's
+  `@pytest.mark.asyncio`). `datakit.replay(FLOWFILE, workflows=...)` /
+  `datakit.assert_replay_unchanged(...)`: recorded traffic (`mitmdump -w`)
+  replayed as `datakit replay` does.
 - `datakit_mock_api`: a factory of local HTTP APIs (`MockAPI`) to stand in
   for upstreams and third-party services; all are stopped after the test.
 
