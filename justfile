@@ -28,9 +28,9 @@ schema:
 bench *ARGS:
     uv run python -m bench {{ARGS}}
 
-# offline demo: local mock APIs + mitmdump + requests through it
-demo:
-    uv run python -m mitmdatakit.demo
+# offline demo: local mock APIs + mitmdump + requests through it (--keep: serve until Ctrl-C)
+demo *ARGS:
+    uv run python -m mitmdatakit.demo {{ARGS}}
 
 # regenerate docs/img/mitmweb-datakit.png (headless chromium)
 screenshot:

@@ -366,3 +366,56 @@ def test_graph_labels_leave_out_url_credentials(tmp_path, capsys):
         code, out, _ = cli(capsys, "graph", "--format", fmt, write(tmp_path / "wf.yaml", doc))
         assert code == 0
         assert "s3cret" not in out and "POST https://api.test/x?y=1" in out
+
+
+# -- validate: every error, each saying what was expected ------------------------------
+
+MANY_ERRORS = {
+    "nodes": [
+        {"name": "A", "type": "jq", "jq": ".foo | ("},
+        {"name": "B", "type": "exit", "status": 99},
+        {"name": "C", "type": "call", "url": "http://x/", "bogus": 1},
+        {"name": "D", "type": "nope"},
+        {"name": "E", "type": "static", "values": {"a": 1}},
+        {"name": "F", "type": "call", "url": "ftp://x"},
+    ],
+}
+
+
+def test_validate_reports_every_error_of_a_file(capsys, tmp_path):
+    f = write(tmp_path / "many.yaml", MANY_ERRORS)
+    code, out, _ = cli(capsys, "validate", f)
+    assert code == 1
+    errors = [line for line in out.splitlines() if line.startswith("error ")]
+    assert [re.search(r"node #(\d)", line).group(1) for line in errors] == ["1", "2", "3", "4", "6"], out
+    assert "jq syntax error, unexpected end of file" in errors[0]
+    assert "jq: error" not in out and "syntax error: syntax error" not in out  # no doubled prefixes
+    assert "field 'status': value should be between 200 and 599 (got 99)" in errors[1]
+    assert any("field 'bogus': unknown attribute 'bogus' (known: " in line and "url" in line for line in errors)
+    assert any("invalid URL 'ftp://x' (expected http:// or https://)" in line for line in errors)
+    assert "unknown node type 'nope' (known: branch, cache, call" in errors[3]
+    assert out.endswith("1 file(s) checked, 1 invalid\n")
+    # --json: all of them, the first one's fields flat as before
+    code, out, _ = cli(capsys, "validate", "--json", f)
+    (entry,) = json.loads(out)["files"]
+    assert len(entry["errors"]) == 5 and entry["node"] == "A" and entry["field"] == "jq"
+    # the addon's loader still stops at the first error
+    with pytest.raises(ConfigError, match="jq syntax error") as caught:
+        load_file(f)
+    assert caught.value.node == "A"
+
+
+@pytest.mark.parametrize(("inputs", "expected"), [
+    ({"input": "A.nope", "jq": "."}, "node 'A' has no output port 'nope' (its output ports: a, b)"),
+])
+def test_validate_names_the_valid_ports(capsys, tmp_path, inputs, expected):
+    doc = {"nodes": [
+        {"name": "A", "type": "static", "values": {"a": 1, "b": 2}},
+        {"name": "J", "type": "jq", **inputs},
+        {"name": "X", "type": "exit", "inputs": {"bodyx": "A"}},
+    ]}
+    code, out, _ = cli(capsys, "validate", write(tmp_path / "ports.yaml", doc))
+    assert code == 1 and expected in out, out
+    doc["nodes"][1] = {"name": "J", "type": "jq", "input": "A.a", "jq": "."}
+    code, out, _ = cli(capsys, "validate", write(tmp_path / "ports.yaml", doc))
+    assert "node 'X' has no input port 'bodyx' (its input ports: body, headers)" in out, out

@@ -76,3 +76,47 @@ def test_readme_user_test_passes(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "2 passed" in done.stdout
+
+
+def _sh_block(doc: Path, marker: str) -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", doc.read_text(), re.S)
+    block = next(b for b in blocks if marker in b)
+    return [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_readme_https_example_works_as_written(tmp_path):
+    """The README's HTTPS commands, as written, against a real mitmdump (only
+    the port and the CA's directory differ: tests use free ports and their
+    own CA)."""
+    import shlex
+    import subprocess
+
+    from tests.harness import Mitmdump
+
+    start, request = _sh_block(REPO / "README.md", "--cacert")
+    argv = shlex.split(start)
+    assert argv[:3] == ["uv", "run", "mitmdump"], start
+    with Mitmdump(None, script=None, args=argv[3:], confdir=tmp_path / "confdir") as mitm:
+        ca = str(mitm.ca_cert_path)
+        curl = [a.replace("certs/mitmproxy-ca-cert.pem", ca).replace("127.0.0.1:8080", f"127.0.0.1:{mitm.port}")
+                for a in shlex.split(request)]
+        assert curl[0] == "curl" and "--cacert" in curl and ca in curl
+        done = subprocess.run(curl + ["--silent", "--show-error", "--max-time", "20"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr + mitm.log_tail()
+    assert json.loads(done.stdout)["message"] == "Hello, world!"
+
+
+def test_a_new_shell_in_the_checkout_gets_python_3_12():
+    """The README's Python note: a fresh shell (no PYENV_VERSION) in the
+    checkout runs Python 3.12, for pyenv's python3 and for uv."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("pyenv") is None:
+        pytest.skip("pyenv is not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYENV_VERSION", "VIRTUAL_ENV", "UV_PYTHON")}
+    done = subprocess.run(["bash", "-c", "python3 -V"], cwd=REPO / "docs", env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.startswith("Python 3.12"), done.stdout + done.stderr
+    assert (REPO / ".python-version").read_text().strip() == "3.12"
+    assert ".python-version" in (REPO / "README.md").read_text()

@@ -304,3 +304,37 @@ def test_debug_gives_the_detailed_error_body(datakit, auth_workflow, tokens):
     assert body["message"] == "node execution error"
     assert body["node"] == {"index": 3, "name": "TOKEN", "type": "call"}
     assert "503" in body["error"]
+
+
+USER_ASYNC_TESTS = '''
+import pytest
+
+WORKFLOW = {"nodes": [{"name": "EXIT", "type": "exit", "status": 203}]}
+
+
+def test_sync(datakit):
+    assert datakit.run(WORKFLOW, "GET", "http://a.test/").response.status == 203
+
+
+@pytest.mark.MARK
+async def test_async(datakit):
+    assert (await datakit.arun(WORKFLOW, "GET", "http://a.test/")).response.status == 203
+'''
+
+
+@pytest.mark.parametrize(("mark", "plugins"), [
+    ("anyio", ["-p", "no:asyncio"]),  # a project without pytest-asyncio: anyio's plugin comes with httpx/anyio
+    ("asyncio", []),                  # pytest-asyncio in its default (strict) mode
+])
+def test_async_user_tests_need_one_documented_plugin(tmp_path, mark, plugins):
+    """As docs/testing.md says: sync tests need nothing; `async def` tests
+    need an async plugin's mark, anyio's or pytest-asyncio's."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not this repo's asyncio_mode=auto
+    (tmp_path / "test_user.py").write_text(USER_ASYNC_TESTS.replace("MARK", mark))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugins, "test_user.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 passed" in done.stdout

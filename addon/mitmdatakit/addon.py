@@ -116,6 +116,10 @@ class Datakit(DatakitCommands):
         if not self._is_running and self.certs_dir and ctx.options.confdir == MITMPROXY_DEFAULT_CONFDIR:
             # keep the CA with the project (certs/), unless the user chose a confdir
             ctx.options.update(confdir=self.certs_dir)
+        if not self._is_running and "connection_strategy" in updated and ctx.options.connection_strategy == "eager":
+            # workflows answer hosts that have no server: mitmproxy must not
+            # connect upstream (and fail the CONNECT) before the workflow ran
+            ctx.options.update(connection_strategy="lazy")
         self.client_host.options_changed(ctx.options, updated)
         if updated & {"mode", "keep_host_header", "stream_large_bodies"}:
             self._choose_hooks()

@@ -3,6 +3,7 @@
     datakit validate PATH...                 check files or directories
     datakit graph PATH [--format mermaid|dot|text]
     datakit run PATH --request FILE_OR_URL [--service-response FILE | --upstream URL] [--trace]
+    datakit replay FLOWFILE [--workflows PATH] [--ignore-header NAME]... [--debug]
     datakit schema [--output FILE]           the JSON Schema of workflow files
 
 `validate` and `run` load workflows with the addon's own loader, so what
@@ -20,21 +21,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import load_file, load_file_workflows, load_path, workflow_files
+from .config import check_file, load_file, load_path, workflow_files
 from .errors import ConfigError
 from .render import RENDERERS
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # invalid workflow (validate, graph) / the workflow failed (run)
+EXIT_FAILED = 1  # invalid workflow (validate, graph) / the workflow failed (run) / a flow changed (replay)
 EXIT_USAGE = 2  # bad arguments, unreadable input, invalid workflow (run)
 
 # -- validate ------------------------------------------------------------------
 
 
 def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
-    """Load every workflow file the paths name, one by one, so that every
-    invalid file is reported (one error each: the loader stops at a file's
-    first problem)."""
+    """Check every workflow file the paths name, one by one, and report every
+    error found in each (`errors`; the first one's fields also flat, as
+    before)."""
     results: list[dict[str, Any]] = []
     for path in paths:
         try:
@@ -45,10 +46,11 @@ def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
         if not files and Path(path).is_dir():
             results.append({"file": str(path), "valid": True, "workflow": None, "note": "no *.yaml, *.yml or *.json files"})
         for f in files:
-            try:
-                loaded = load_file_workflows(f)  # a Kong declarative file: one per datakit plugin
-            except ConfigError as e:
-                results.append(_error_entry(e, str(f)))
+            loaded, errors = check_file(f)  # a Kong declarative file: one workflow per datakit plugin
+            if loaded is None:
+                entry = _error_entry(errors[0], str(f))
+                entry["errors"] = [_error_entry(e, str(f)) for e in errors]
+                results.append(entry)
                 continue
             for wf in loaded:
                 declared = [n for n in wf.plan.nodes if n.declared]
@@ -65,7 +67,8 @@ def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
                     extra = "" if r["enabled"] else ", disabled (enabled: false)"
                     out.write(f"ok    {r['file']}: workflow {r['workflow']!r}, {r['nodes']} node(s){extra}\n")
             else:
-                out.write(f"error {r['text']}\n")
+                for e in r.get("errors") or [r]:
+                    out.write(f"error {e['text']}\n")
         checked = len([r for r in results if r.get("workflow") or not r["valid"]])
         out.write(f"{checked} file(s) checked, {len(invalid)} invalid\n")
     return EXIT_FAILED if invalid else EXIT_OK
@@ -141,6 +144,38 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILED if result.failed else EXIT_OK
 
 
+# -- replay --------------------------------------------------------------------
+
+
+def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .addon import default_config_path
+    from .offline import OfflineRunner, closing_workflows
+    from .offline.replay import ReplayError, read_flows, replay_flows
+
+    source = args.workflows or default_config_path()
+    try:
+        workflows = load_path(source)
+    except ConfigError as e:
+        err.write(f"error {e}\n")
+        return EXIT_USAGE
+    try:
+        flows = read_flows(args.flowfile)
+    except ReplayError as e:
+        err.write(f"datakit replay: {e}\n")
+        return EXIT_USAGE
+
+    async def go():
+        async with closing_workflows(workflows), OfflineRunner() as runner:
+            return await replay_flows(
+                workflows, flows, runner, source=args.flowfile, ignore_headers=args.ignore_header, debug=args.debug,
+            )
+
+    report = asyncio.run(go())
+    out.write(f"replaying {len(flows)} flow(s) from {args.flowfile} through {source}\n")
+    out.write(report.text())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 # -- schema --------------------------------------------------------------------
 
 
@@ -195,6 +230,22 @@ not be reached), 2 for bad arguments, an unreadable request or an invalid
 workflow.
 """
 
+REPLAY_HELP = """\
+Rerun every HTTP flow of a mitmproxy flow file through the current
+workflows, offline, and print per flow how the client response differs from
+the recorded one: status, headers, body (JSON field by field, text as a
+unified diff). Regression tests from recorded traffic.
+
+Each flow replays the request as the client sent it; the upstream's recorded
+response stands in for the upstream (nothing is sent upstream). `call` nodes
+really call their URLs (a flow file has no record of them): point them at
+local mocks for repeatable replays. Flows without a response (errors) are
+skipped.
+
+Exit status: 0 when no flow changed, 1 when any did, 2 for an unreadable
+flow file or invalid workflows.
+"""
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -206,8 +257,9 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "validate",
         help="check workflow files or directories",
-        description="Load workflow files with the addon's loader and report every invalid file "
-        "(file, node and field of its first error). A directory checks its *.yaml, *.yml and *.json files.",
+        description="Check workflow files with the addon's loader and report every error of every invalid file "
+        "(file, node and field of each; the graph's connections are checked once every node is valid). "
+        "A directory checks its *.yaml, *.yml and *.json files.",
         epilog="Exit status: 0 when all are valid, 1 otherwise.",
     )
     v.add_argument("paths", nargs="+", metavar="PATH")
@@ -255,6 +307,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--service-url", default="http://upstream.invalid", metavar="URL",
                    help="the upstream URL of the services written (mitmproxy workflows have none)")
 
+    rp = sub.add_parser(
+        "replay",
+        help="rerun recorded flows (mitmdump -w) through the workflows and diff the client responses",
+        description=REPLAY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rp.add_argument("flowfile", metavar="FLOWFILE", help="a mitmproxy flow file (mitmdump -w FLOWFILE)")
+    rp.add_argument("--workflows", metavar="PATH", help="workflow file or directory (default: the repo's workflows/)")
+    rp.add_argument("--ignore-header", action="append", default=[], metavar="NAME",
+                    help="also ignore this response header in the comparison (repeatable; Date and Content-Length always are)")
+    rp.add_argument("--debug", action="store_true", help="replay as if the datakit_debug option were on (as it was when recording)")
+
     s = sub.add_parser("schema", help="print the JSON Schema of workflow files",
                        description="Print the JSON Schema of workflow files (the one shipped as mitmdatakit/datakit.schema.json).")
     s.add_argument("--output", "-o", metavar="FILE", help="write it to FILE instead")
@@ -268,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return validate(args.paths, out, as_json=args.json)
     if args.command == "graph":
         return graph(args.path, args.format, out, err)
-    if args.command == "run":
+    if args.command in ("run", "replay"):
         # the engine logs failures (node, index, request id): to stderr
         logger = logging.getLogger("mitmdatakit")
         handler = logging.StreamHandler(err)
@@ -278,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.propagate = False
         logger.setLevel(logging.WARNING)
         try:
-            return run(args, out, err)
+            return (run if args.command == "run" else replay)(args, out, err)
         finally:
             logger.removeHandler(handler)
             logger.propagate, logger.level = saved

@@ -1,7 +1,11 @@
 """Loading workflow files: shapes, schema validation, nodes, plan.
 
 `load_path(PATH)` takes a file or a directory and returns the workflows in
-order, or raises a ConfigError that names the file, node and field.
+order, or raises a ConfigError that names the file, node and field (the
+first problem: the addon needs no more). `check_file(PATH)` collects every
+error it can find in a file instead (`datakit validate`): all schema
+violations, every node that cannot be built; the graph is checked (first
+error) when all nodes were built.
 """
 
 from __future__ import annotations
@@ -116,6 +120,33 @@ def _read_file(p: Path) -> str:
         raise ConfigError(f"cannot read workflow file: {e}", file=str(p)) from None
 
 
+def check_file(path: str | os.PathLike[str]) -> tuple[list[Workflow] | None, list[ConfigError]]:
+    """The workflows in a file, or None and every error found in it (a Kong
+    declarative file: its first error)."""
+    p = Path(path)
+    source = str(p)
+    errors: list[ConfigError] = []
+    try:
+        text = _read_regular_file(p)
+        doc = parse_text(text, source, p.suffix.lower() == ".json")
+        if is_declarative(doc):
+            return load_file_workflows(p), []
+        workflow = load_document(doc, source=source, default_name=p.stem, errors=errors)
+    except (OSError, UnicodeDecodeError) as e:
+        return None, [ConfigError(f"cannot read workflow file: {e}", file=source)]
+    except ConfigError as e:  # a problem after which nothing else can be checked
+        errors.append(e.located(source))
+        workflow = None
+    return ([workflow], []) if workflow is not None and not errors else (None, errors)
+
+
+def _report(error: ConfigError, errors: list[ConfigError] | None) -> None:
+    """Raise the error (loading), or note it and go on (checking)."""
+    if errors is None:
+        raise error
+    errors.append(error)
+
+
 def _read_regular_file(p: Path) -> str:
     # O_NONBLOCK: a file swapped for a FIFO since it was listed must not
     # block the loader; an unreadable file fails the load (it is not skipped:
@@ -131,8 +162,13 @@ def load_text(text: str, source: str = "<memory>", default_name: str = "workflow
     return load_document(parse_text(text, source, is_json), source=source, default_name=default_name)
 
 
-def load_document(doc: Any, source: str = "<memory>", default_name: str = "workflow") -> Workflow:
-    """Build a workflow from a parsed document in any of the three shapes."""
+def load_document(
+    doc: Any, source: str = "<memory>", default_name: str = "workflow", *, errors: list[ConfigError] | None = None,
+) -> Workflow | None:
+    """Build a workflow from a parsed document in any of the three shapes.
+
+    With `errors` (a list), errors that leave the rest checkable are added
+    to it and the check goes on; then the result is None if any was found."""
     if not isinstance(doc, Mapping):
         raise ConfigError(f"a workflow must be a mapping with 'nodes' or 'config', got {_kind(doc)}", file=source)
     doc = dict(doc)
@@ -153,8 +189,11 @@ def load_document(doc: Any, source: str = "<memory>", default_name: str = "workf
     else:
         raise ConfigError("a workflow needs 'nodes' (a Datakit config) or 'config' (a Kong plugin entity)", file=source)
 
-    _validate_top(doc, config, source, prefix)
-    nodes_raw = config["nodes"]
+    found = len(errors or ())
+    _validate_top(doc, config, source, prefix, errors)
+    nodes_raw = config.get("nodes")
+    if errors and len(errors) > found and not isinstance(nodes_raw, list):
+        return None  # no nodes to check
 
     resources: dict[str, Any] = {}  # filled below, in `resources` order
     info = WorkflowInfo(
@@ -172,13 +211,20 @@ def load_document(doc: Any, source: str = "<memory>", default_name: str = "workf
         try:
             resources[key] = cls.build(raw, source, info)
         except ConfigError as e:
-            raise e.located(source) from None
+            _report(e.located(source), errors)
 
-    specs, declared, connections = _build_nodes(nodes_raw, source, info, prefix)
+    try:
+        match = Match.build(doc.get("match"), source)
+    except ConfigError as e:
+        _report(e.located(source), errors)
+    specs, declared, connections = _build_nodes(nodes_raw, source, info, prefix, errors)
+    if errors:
+        return None  # a graph of the nodes that were built would report ghosts
     try:
         plan = build_plan(specs, connections, declared, info)
     except ConfigError as e:
-        raise e.located(source) from None
+        _report(e.located(source), errors)
+        return None
 
     # resolved secrets (vault) are redacted wherever they would show
     secrets = [s for r in info.resources.values() for s in (getattr(r, "secrets", None) or {}).values()]
@@ -187,7 +233,7 @@ def load_document(doc: Any, source: str = "<memory>", default_name: str = "workf
         source=source,
         debug=bool(config.get("debug") or False),
         enabled=enabled is not False,
-        match=Match.build(doc.get("match"), source),
+        match=match,
         plan=plan,
         info=info,
         secrets=secrets,
@@ -205,32 +251,51 @@ def _check_keys(doc: Mapping[str, Any], allowed: Mapping[str, Any], source: str,
             raise ConfigError(f"unknown attribute {key!r}", file=source, field=f"{prefix}{key}")
 
 
-def _validate_top(doc: Mapping[str, Any], config: Mapping[str, Any], source: str, prefix: str) -> None:
+def _validate_top(
+    doc: Mapping[str, Any], config: Mapping[str, Any], source: str, prefix: str, errors: list[ConfigError] | None,
+) -> None:
     """Everything above the node level, with the shipped schema's rules."""
     defs = build_schema()["$defs"]
     outer = defs["plugin"] if prefix else defs["bare"]
     top_schema = {**outer, "properties": {k: v for k, v in outer["properties"].items() if k not in ("config", "nodes")}}
     top_schema.pop("required", None)
-    _schema_check(top_schema, {k: v for k, v in doc.items() if k not in ("config", "nodes")}, source, "")
+    _schema_check(top_schema, {k: v for k, v in doc.items() if k not in ("config", "nodes")}, source, "", errors)
     cfg_schema = defs["config"]
     # the nodes themselves are checked one by one later, with their index
     nodes_count = {k: v for k, v in cfg_schema["properties"]["nodes"].items() if k != "items"}
     nodes_free = {**cfg_schema, "properties": {**cfg_schema["properties"], "nodes": nodes_count}}
-    _schema_check(nodes_free, config, source, prefix)
+    _schema_check(nodes_free, config, source, prefix, errors)
 
 
-def _schema_check(schema: Mapping[str, Any], value: Any, source: str, prefix: str, **where: Any) -> None:
+def _schema_check(
+    schema: Mapping[str, Any], value: Any, source: str, prefix: str, errors: list[ConfigError] | None, **where: Any,
+) -> bool:
+    """Check `value` against `schema`; raise the most relevant violation, or
+    (checking) add every violation, the most relevant first. Whether it passed."""
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if not errors:
-        return
-    error = jsonschema.exceptions.best_match(errors)
+    found = sorted(validator.iter_errors(value), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if not found:
+        return True
+    best = jsonschema.exceptions.best_match(found)
+    if errors is None:
+        raise _schema_error(best, source, prefix, where)
+    seen: set[str] = set()
+    for error in [best, *(e for e in found if e is not best)]:
+        located = _schema_error(error, source, prefix, where)
+        if str(located) not in seen:  # one message per field and problem
+            seen.add(str(located))
+            errors.append(located)
+    return False
+
+
+def _schema_error(error: jsonschema.ValidationError, source: str, prefix: str, where: Mapping[str, Any]) -> ConfigError:
     path = [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties":
         extra = sorted(str(k) for k in set(error.instance) - set(error.schema.get("properties", {})))
         if extra:
             path.append(extra[0])
-            message = f"unknown attribute {extra[0]!r}"
+            known = ", ".join(sorted(error.schema.get("properties", {})))
+            message = f"unknown attribute {extra[0]!r}" + (f" (known: {known})" if known else "")
         else:
             message = error.message
     elif error.validator == "required":
@@ -249,7 +314,7 @@ def _schema_check(schema: Mapping[str, Any], value: Any, source: str, prefix: st
             message = describe(error)
     else:
         message = describe(error)
-    raise ConfigError(shorten(message), file=source, field=prefix + ".".join(path) if path else (prefix.rstrip(".") or None), **where)
+    return ConfigError(shorten(message), file=source, field=prefix + ".".join(path) if path else (prefix.rstrip(".") or None), **where)
 
 
 class _Where(TypedDict, total=False):
@@ -264,45 +329,64 @@ def _strip_nulls(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if v is not None}
 
 
-def _build_nodes(nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, prefix: str) -> tuple[list[NodeSpec], list[Node], list[dict[str, Any]]]:
-    types = node_types()
-    reserved = implicit_names()
+def _build_nodes(
+    nodes_raw: Sequence[Any], source: str, info: WorkflowInfo, prefix: str, errors: list[ConfigError] | None,
+) -> tuple[list[NodeSpec], list[Node], list[dict[str, Any]]]:
+    """The nodes, built; raises the first error, or (checking) notes each
+    node's errors and goes on with the next node."""
+    specs: list[NodeSpec] = []
+    declared: list[Node] = []
+    connections: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    specs, declared, connections = [], [], []
-    # nodes are numbered from 1, as Kong's messages say "node #1"
     for number, raw in enumerate(nodes_raw, start=1):
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"a node must be a mapping, got {_kind(raw)}", file=source, index=number, field=f"{prefix}nodes")
-        raw = _strip_nulls(raw)
-        name = raw.get("name")
-        node_type = raw.get("type")
-        where: _Where = {"node": name if isinstance(name, str) else None, "index": number}
-        if not isinstance(name, str):
-            raise ConfigError("required attribute is missing" if name is None else "must be a string", file=source, field="name", **where)
-        if not isinstance(node_type, str):
-            raise ConfigError("required attribute is missing" if node_type is None else "must be a string", file=source, field="type", **where)
-        cls = types.get(node_type)
-        if cls is None or cls.implicit:
-            known = ", ".join(sorted(t for t, c in types.items() if not c.implicit))
-            raise ConfigError(f"unknown node type {node_type!r} (known: {known})", file=source, field="type", **where)
-        where["node_type"] = node_type
-        if name in reserved:
-            raise ConfigError(f"{name!r} is a reserved node name (an implicit node)", file=source, field="name", **where)
-        if name in seen:
-            raise ConfigError(f"duplicate node name {name!r} (also node #{seen[name]})", file=source, field="name", **where)
-        seen[name] = number
-        _schema_check(node_schema(node_type), raw, source, "", **where)
-        for a, b in (("input", "inputs"), ("output", "outputs")):
-            if a in raw and b in raw:
-                raise ConfigError(f"'{a}' and '{b}' are mutually exclusive", file=source, field=b, **where)
-        attrs = {k: v for k, v in raw.items() if k not in ("name", "type", *CONNECTION_KEYS)}
-        conns = {k: raw[k] for k in CONNECTION_KEYS if k in raw}
-        spec = NodeSpec(name=name, type=node_type, index=number, attrs=attrs, source=source, connections=conns)
         try:
-            node = cls(spec, info)
+            built = _build_node(number, raw, source, info, prefix, seen, errors)
         except ConfigError as e:
-            raise e.located(source) from None
-        specs.append(spec)
-        declared.append(node)
-        connections.append(conns)
+            _report(e, errors)
+            continue
+        if built is not None:
+            spec, node, conns = built
+            specs.append(spec)
+            declared.append(node)
+            connections.append(conns)
     return specs, declared, connections
+
+
+def _build_node(
+    number: int, raw: Any, source: str, info: WorkflowInfo, prefix: str, seen: dict[str, int], errors: list[ConfigError] | None,
+) -> tuple[NodeSpec, Node, dict] | None:
+    types = node_types()
+    # nodes are numbered from 1, as Kong's messages say "node #1"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a node must be a mapping, got {_kind(raw)}", file=source, index=number, field=f"{prefix}nodes")
+    raw = _strip_nulls(raw)
+    name = raw.get("name")
+    node_type = raw.get("type")
+    where: _Where = {"node": name if isinstance(name, str) else None, "index": number}
+    if not isinstance(name, str):
+        raise ConfigError("required attribute is missing" if name is None else "must be a string", file=source, field="name", **where)
+    if not isinstance(node_type, str):
+        raise ConfigError("required attribute is missing" if node_type is None else "must be a string", file=source, field="type", **where)
+    cls = types.get(node_type)
+    if cls is None or cls.implicit:
+        known = ", ".join(sorted(t for t, c in types.items() if not c.implicit))
+        raise ConfigError(f"unknown node type {node_type!r} (known: {known})", file=source, field="type", **where)
+    where["node_type"] = node_type
+    if name in implicit_names():
+        raise ConfigError(f"{name!r} is a reserved node name (an implicit node)", file=source, field="name", **where)
+    if name in seen:
+        raise ConfigError(f"duplicate node name {name!r} (also node #{seen[name]})", file=source, field="name", **where)
+    seen[name] = number
+    if not _schema_check(node_schema(node_type), raw, source, "", errors, **where):
+        return None  # (checking) its schema errors are noted; building it would repeat them
+    for a, b in (("input", "inputs"), ("output", "outputs")):
+        if a in raw and b in raw:
+            raise ConfigError(f"'{a}' and '{b}' are mutually exclusive", file=source, field=b, **where)
+    attrs = {k: v for k, v in raw.items() if k not in ("name", "type", *CONNECTION_KEYS)}
+    conns = {k: raw[k] for k in CONNECTION_KEYS if k in raw}
+    spec = NodeSpec(name=name, type=node_type, index=number, attrs=attrs, source=source, connections=conns)
+    try:
+        node = cls(spec, info)
+    except ConfigError as e:
+        raise e.located(source) from None
+    return spec, node, conns

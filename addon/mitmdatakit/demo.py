@@ -1,6 +1,6 @@
 """`just demo`: Datakit in a real mitmdump, fully offline, in a few seconds.
 
-    uv run python -m mitmdatakit.demo [--verbose] [--no-color]
+    uv run python -m mitmdatakit.demo [--keep] [--port PORT] [--verbose] [--no-color]
 
 1. starts three local mock APIs on fixed ports (the demo workflows in
    `workflows/` point at them): users API 127.0.0.1:18081, orders API
@@ -9,7 +9,9 @@
    free local port, serving the repository's `workflows/` directory;
 3. sends requests through it (one with the `X-DataKit-Debug-Trace` header)
    and prints what happened;
-4. stops everything. Exit status 0 when every step behaved as expected.
+4. stops everything (with `--keep`: only on Ctrl-C, so that you can try the
+   workflows and docs/nodes.md's examples against the mock APIs). Exit
+   status 0 when every step behaved as expected.
 
 Nothing leaves 127.0.0.1: the demo hosts (`datakit.local`,
 `demo.datakit.local`) are answered or re-targeted by the workflows.
@@ -122,7 +124,11 @@ class Mitmdump:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
             env.pop(var, None)
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+        # a process group of its own: a terminal's Ctrl-C reaches only the
+        # demo, which then stops mitmdump (and reports it stopped by request)
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO, process_group=0,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -290,10 +296,29 @@ async def send_all(proxy: str, out: Callable[[str], None], c: Callable[[str, str
     return failures
 
 
+def wait_for_ctrl_c(mitm: Mitmdump, proxy: str, out: Callable[[str], None], c: Callable[[str, str], str]) -> None:
+    """Serve until Ctrl-C (SIGINT) or until mitmdump exits by itself."""
+    out("")
+    out(f"  mitmdump pid {mitm.proc.pid if mitm.proc else '-'}")
+    out(c(BOLD, f"Still running (--keep): the mock APIs above and mitmdump at {proxy}. Ctrl-C stops them."))
+    out(c(DIM, f"  curl -x {proxy} 'http://demo.datakit.local/dashboard?user=2'"))
+    out(c(DIM, f"  curl -x {proxy} 'http://datakit.local/hello?name=you'"))
+    try:
+        while mitm.proc is not None and mitm.proc.poll() is None:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        out("")
+        out("Ctrl-C: stopping mitmdump and the mock APIs")
+        return
+    raise RuntimeError(f"mitmdump exited by itself (status {mitm.proc.returncode if mitm.proc else None})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mitmdatakit.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--verbose", action="store_true", help="print mitmdump's whole log at the end")
     parser.add_argument("--no-color", action="store_true", help="plain output (also when not a terminal)")
+    parser.add_argument("--keep", action="store_true", help="keep the mock APIs and mitmdump running until Ctrl-C")
+    parser.add_argument("--port", type=int, default=0, help="mitmdump's port (default: a free one)")
     args = parser.parse_args(argv)
     c = _color(sys.stdout.isatty() and not args.no_color and not os.environ.get("NO_COLOR"))
 
@@ -307,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     with ExitStack() as stack:  # on the way out: mitmdump stops, then the APIs
         apis = start_apis(stack)
-        mitm = stack.enter_context(Mitmdump(free_port(), WORKFLOWS, CONFDIR))
+        mitm = stack.enter_context(Mitmdump(args.port or free_port(), WORKFLOWS, CONFDIR))
         try:
             for api in apis.values():
                 out(f"  mock {api.name:<11} {api.url}")
@@ -321,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
             for api in apis.values():
                 calls = ", ".join(f"{r.method} {r.path}" + (f"?{'&'.join(f'{k}={v}' for k, v in r.query.items())}" if r.query else "") for r in api.requests)
                 out(f"  {api.name:<11} {len(api.requests)} request(s): {calls or '-'}")
+            if args.keep:
+                wait_for_ctrl_c(mitm, proxy, out, c)
+        except KeyboardInterrupt:  # Ctrl-C before the steps ended
+            failures.append("interrupted")
         except Exception as e:  # noqa: BLE001 - report and clean up
             failures.append(f"{type(e).__name__}: {e}")
     code = mitm.stop()  # stopped already: its exit status

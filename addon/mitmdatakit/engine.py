@@ -18,6 +18,7 @@ from mitmproxy import http
 
 from .errors import CodecError, RunAborted, WorkflowFailed
 from .ports import Phase
+from .originals import client_request, keep_client_request, keep_upstream_response
 from .redaction import safe_url
 from .restore import ResponseRestorer
 from .runtime import FlowRun, Services
@@ -134,6 +135,7 @@ class Engine:
             # declared size): it went upstream already, too late to act
             self._refuse_streamed(flow, wf, "request")
             return None
+        keep_client_request(flow)  # for `datakit replay` of a saved flow
         debug = wf.debug or self.debug()
         run = FlowRun(wf, flow, self.services, tracing=debug)
         run.trace_to_client = debug and trace_requested(flow)
@@ -159,6 +161,7 @@ class Engine:
         run = self.runs.get(flow.id)
         if run is None or run.finished:
             return
+        keep_upstream_response(flow)
         try:
             if run.plan.needs_response_phase:
                 await run.run_phase(Phase.RESPONSE)
@@ -244,14 +247,15 @@ class Engine:
         self._scrub_response(run)
 
     def _fail(self, run: FlowRun, failure: WorkflowFailed) -> None:
-        # the message may quote values derived from a secret; the URL is the
-        # rewritten upstream URL, which a workflow may have built from one
+        # the message may quote values derived from a secret; so may the
+        # upstream URL, which the workflow may have rewritten from one
         redactor = run.redactor()
         failure.message = redactor.text(failure.message)
         logger.error(
-            "Datakit: workflow %s failed at node %r (%s, #%s) for %s %s [request_id %s]: %s",
+            "Datakit: workflow %s failed at node %r (%s, #%s) for %s %s (upstream %s) [request_id %s]: %s",
             run.workflow.name, failure.name, failure.node_type, "-" if failure.index is None else failure.index,
-            run.flow.request.method, safe_url(run.flow.request.pretty_url, redactor), run.request_id, failure.message,
+            run.flow.request.method, safe_url(client_request(run.flow).pretty_url, redactor),
+            safe_url(run.flow.request.pretty_url, redactor), run.request_id, failure.message,
         )
         run.failure = failure
         run.flow.response = json_response(500, error_body(run, failure))

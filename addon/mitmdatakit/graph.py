@@ -104,7 +104,8 @@ class _Builder:
         else:
             stype = sports.type_of(src.port)
             if stype is None:
-                raise _err(spec, fieldname, f"invalid connection {where}: node {snode.name!r} has no output port {src.port!r}")
+                raise _err(spec, fieldname, f"invalid connection {where}: node {snode.name!r} has no output port {src.port!r} "
+                           f"({_valid_ports('output', sports, literal)})")
             svalue = literal.get(src.port) if literal is not None else None
             if src.key is not None:
                 if stype not in (PortType.MAP, PortType.ANY):
@@ -140,7 +141,8 @@ class _Builder:
 
         dtype = dports.type_of(dst.port)
         if dtype is None:
-            raise _err(spec, fieldname, f"invalid connection {where}: node {dnode.name!r} has no input port {dst.port!r}")
+            raise _err(spec, fieldname, f"invalid connection {where}: node {dnode.name!r} has no input port {dst.port!r} "
+                       f"({_valid_ports('input', dports, None)})")
         if dst.key is not None:
             if dtype not in (PortType.MAP, PortType.ANY):
                 raise _err(spec, fieldname, f"invalid connection {where}: input {dnode.name}.{dst.port} is a {dtype}, it has no keys")
@@ -241,6 +243,12 @@ class _Builder:
             out.append(gates)
         return out
 
+
+
+def _valid_ports(kind: str, ports: Any, literal: Mapping[str, Any] | None) -> str:
+    """What a wrong port label could have said."""
+    names = sorted(literal) if literal is not None else sorted(ports.named)
+    return f"its {kind} ports: {', '.join(names)}" if names else f"it has no named {kind} ports"
 
 def _err(spec: NodeSpec, fieldname: str | None, message: str) -> ConfigError:
     return ConfigError(message, file=spec.source, node=spec.name, index=spec.index, node_type=spec.type, field=fieldname)

@@ -41,8 +41,11 @@ MAX_MESSAGE = 1000  # jq quotes the input in some errors: keep logs readable
 
 
 def first_line(error: BaseException) -> str:
+    """The error's first line, without libjq's own `jq: error: ` prefix
+    (callers say "jq error" already) and the colon before the quoted source."""
     text = str(error).strip()
     line = text.splitlines()[0] if text else type(error).__name__
+    line = line.removeprefix("jq: error: ").rstrip(":")
     return line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE] + "..."
 
 

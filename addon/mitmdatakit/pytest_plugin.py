@@ -10,7 +10,11 @@ Fixtures:
   `.json()`, `.text`, `.body`), `.service_request` (what goes upstream:
   `.method`, `.url`, `.path`, `.query`, `.headers`, `.json()`, `.text`),
   `.trace` (the trace report), `.failed` / `.error` / `.failed_node`,
-  `.exited`, `.outcome`. In async tests use `await datakit.arun(...)`.
+  `.exited`, `.outcome`. In async tests use `await datakit.arun(...)`
+  (mark them for one async plugin: `@pytest.mark.anyio`, or pytest-asyncio's
+  `@pytest.mark.asyncio`). `datakit.replay(FLOWFILE, workflows=...)` /
+  `datakit.assert_replay_unchanged(...)`: recorded traffic (`mitmdump -w`)
+  replayed as `datakit replay` does.
 - `datakit_mock_api`: a factory of local HTTP APIs (`MockAPI`) to stand in
   for upstreams and third-party services; all are stopped after the test.
 
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 
     from .mock_api import MockAPI
     from .offline import RunResult
+    from .offline.replay import ReplayReport
     from .workflow import Workflow
 
 __all__ = ["DatakitRunner", "datakit", "datakit_mock_api"]
@@ -110,12 +115,7 @@ class DatakitRunner:
         header answers with the trace report, as in the proxy).
 
         Use `await datakit.arun(...)` inside async tests."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError("datakit.run() blocks; inside an async test use `await datakit.arun(...)`")
+        self._refuse_in_loop("run", "arun")
         return asyncio.run_coroutine_threadsafe(self._run(workflow, method, url, **kwargs), self._ensure_loop()).result()
 
     async def arun(self, workflow: Any, method: str = "GET", url: str = "http://localhost/", **kwargs: Any) -> RunResult:
@@ -163,6 +163,45 @@ class DatakitRunner:
         return await self._runner.run(
             workflows, flow, service_response=service_response, upstream=upstream, trace=trace, debug=debug,
         )
+
+    # -- replaying recorded traffic ----------------------------------------------
+
+    def replay(self, flowfile: Any, *, workflows: Any, ignore_headers: Any = (), debug: bool = False) -> ReplayReport:
+        """Replay every HTTP flow of a mitmproxy flow file (`mitmdump -w`)
+        through `workflows`, as `datakit replay` does; returns a
+        `ReplayReport`: `.flows` (each with `.outcome`, `.changed`, `.diff`),
+        `.changed`, `.ok`, `.assert_unchanged()`. In async tests use
+        `await datakit.areplay(...)`."""
+        self._refuse_in_loop("replay", "areplay")
+        coro = self._replay(flowfile, workflows, ignore_headers, debug)
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()).result()
+
+    async def areplay(self, flowfile: Any, *, workflows: Any, ignore_headers: Any = (), debug: bool = False) -> ReplayReport:
+        """`replay` for async tests."""
+        future = asyncio.run_coroutine_threadsafe(self._replay(flowfile, workflows, ignore_headers, debug), self._ensure_loop())
+        return await asyncio.wrap_future(future)
+
+    def assert_replay_unchanged(self, flowfile: Any, *, workflows: Any, **kwargs: Any) -> ReplayReport:
+        """`replay`, then fail the test with the diff when any flow changed."""
+        report = self.replay(flowfile, workflows=workflows, **kwargs)
+        report.assert_unchanged()
+        return report
+
+    async def _replay(self, flowfile: Any, workflows: Any, ignore_headers: Any, debug: bool) -> ReplayReport:
+        from .offline.replay import read_flows, replay_flows
+
+        flows = read_flows(flowfile)
+        return await replay_flows(
+            self._workflows(workflows), flows, self._runner, source=str(flowfile), ignore_headers=ignore_headers, debug=debug,
+        )
+
+    @staticmethod
+    def _refuse_in_loop(name: str, instead: str) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        raise RuntimeError(f"datakit.{name}() blocks; inside an async test use `await datakit.{instead}(...)`")
 
     # -- the loop ------------------------------------------------------------------
 

@@ -51,7 +51,8 @@ class JqNode(Node):
         try:
             self.program = jq.compile(self.source_text)
         except ValueError as e:
-            raise self.config_error(f"jq syntax error: {_first_line(e)}", field="jq") from None
+            said = _first_line(e)  # libjq's "syntax error, unexpected ...": not twice
+            raise self.config_error(f"jq {said}" if said.startswith("syntax error") else f"jq syntax error: {said}", field="jq") from None
         self.in_process = is_bounded(self.source_text)
         self._slow_runs = 0
         # with `inputs:` the filter sees an object of the named inputs
@@ -138,5 +139,4 @@ def _one_value(results: list[Any]) -> Any:
     return results
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+_first_line = first_line  # one way to word a jq error
