@@ -118,5 +118,8 @@ def test_a_new_shell_in_the_checkout_gets_python_3_12():
     env = {k: v for k, v in os.environ.items() if k not in ("PYENV_VERSION", "VIRTUAL_ENV", "UV_PYTHON")}
     done = subprocess.run(["bash", "-c", "python3 -V"], cwd=REPO / "docs", env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.startswith("Python 3.12"), done.stdout + done.stderr
-    assert (REPO / ".python-version").read_text().strip() == "3.12"
+    assert (REPO / ".python-version").read_text().splitlines()[0] == "3.12"  # uv reads the first line
+    # pyenv reads every line: the uv installed under pyenv's 3.11.7 is still found
+    uv = subprocess.run(["bash", "-c", "uv --version"], cwd=REPO / "docs", env=env, capture_output=True, text=True, timeout=60)
+    assert uv.returncode == 0 and uv.stdout.startswith("uv "), uv.stdout + uv.stderr
     assert ".python-version" in (REPO / "README.md").read_text()
