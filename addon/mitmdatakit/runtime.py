@@ -341,7 +341,8 @@ class FlowRun:
         sources: dict[str, Any] = {}
         nodes = self.plan.nodes
         for c in self.plan.inputs[i]:
-            label = ".".join(p for p in (nodes[c.src].name, c.src_port, c.src_key) if p is not None)
+            port = None if c.src_port == SELF else c.src_port  # a node-wise output is labelled by its node
+            label = ".".join(p for p in (nodes[c.src].name, port, c.src_key) if p is not None)
             if c.dst_port is None:
                 for port in nodes[i].input_ports().named:
                     sources.setdefault(port, label)
