@@ -28,6 +28,9 @@ for control flow inside one module (`_Overflow`, `_TooDeep`...) stay there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 BODY_SIZE_OPTION = "datakit_body_size_limit"
 
 
@@ -91,7 +94,12 @@ class VaultError(DatakitError, ValueError):
 
 
 class NodeError(DatakitError):
-    """A node failed while running; the workflow fails with it."""
+    """A node failed while running; the workflow fails with it. `outputs`:
+    what the node did produce (traced with its `fail` event, never passed on)."""
+
+    def __init__(self, *args: object, outputs: Mapping[str, Any] | None = None) -> None:
+        super().__init__(*args)
+        self.outputs = outputs
 
 
 class CodecError(NodeError):

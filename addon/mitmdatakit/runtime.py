@@ -132,6 +132,9 @@ class FlowRun:
         self.started = time.perf_counter()
         self.node_start: list[float | None] = [None] * n
         self.node_end: list[float | None] = [None] * n
+        # when an async node's work was dispatched (traced runs: its `resume` duration)
+        self.node_dispatched: list[float | None] = [None] * n
+        self._replaced_by_trace = False
         self.phase = Phase.REQUEST
         self.trace: Trace | None = Trace(workflow.redactor) if tracing else None
         self.failure: WorkflowFailed | None = None
@@ -195,6 +198,7 @@ class FlowRun:
                         i = tasks.pop(task, None)
                         if i is None:
                             continue  # cancelled by a failure or cancel(): already accounted for
+                        self._resume(i)
                         try:
                             result = task.result()
                         except Exception as e:  # noqa: BLE001 - any node failure fails the plan
@@ -274,15 +278,87 @@ class FlowRun:
     def report(self) -> dict[str, Any]:
         """The trace report (tracing runs only)."""
         assert self.trace is not None
+        if self.trace_to_client:
+            self._replace_response_by_trace()
         nodes = []
         for i, node in enumerate(self.plan.nodes):
-            if not node.declared:
-                continue
+            # implicit nodes too: Kong lists `request` beside the declared ones
             entry = {"name": node.name, "type": node.type_name, "status": self.status[i]}
             if self.errors[i] is not None:
                 entry["error"] = self.errors[i]
             nodes.append(entry)
         return self.trace.report(PLAN_ERROR if self.failure else PLAN_COMPLETE, nodes)
+
+    def _replace_response_by_trace(self) -> None:
+        """The report replaces the response body, so the `response` node
+        cannot take full effect: Kong reports it NODE_SKIPPED."""
+        if self._replaced_by_trace:
+            return
+        self._replaced_by_trace = True
+        for i, node in enumerate(self.plan.nodes):
+            if node.implicit and node.writes == "response" and self.status[i] == NODE_COMPLETE:
+                self.status[i] = NODE_SKIPPED
+                self._trace(i, "skip")
+
+    # -- tracing -----------------------------------------------------------
+
+    def _trace(
+        self,
+        i: int,
+        action: str,
+        values: Mapping[str, Any] | None = None,
+        *,
+        outputs: bool = True,
+        duration: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record an event of node `i` (tracing runs only): `values` are its
+        inputs (`outputs` False) or outputs, typed by its ports."""
+        trace = self.trace
+        if trace is None:
+            return
+        node = self.plan.nodes[i]
+        plan = self.plan
+        types = sources = None
+        secret: Any = ()
+        if values:
+            ports = node.output_ports() if outputs else node.input_ports()
+            types = {k: str(t) for k in values if (t := ports.type_of(k)) is not None}
+            if outputs:
+                secret = plan.secret_outputs[i]
+            else:
+                secret = plan.secret_inputs[i]
+                sources = self._sources(i)
+        trace.event(
+            node.name, node.type_name, action, values, secret,
+            types=types, sources=sources, phase=_PHASE_NAMES[plan.phase[i]], duration=duration, error=error,
+        )
+
+    def _sources(self, i: int) -> dict[str, Any]:
+        """Per input port of node `i`, the output it is connected to (Kong
+        3.15.0.2: node source metadata, enough to redraw the graph); an
+        input assembled key by key gives a mapping of key to output."""
+        sources: dict[str, Any] = {}
+        nodes = self.plan.nodes
+        for c in self.plan.inputs[i]:
+            port = None if c.src_port == SELF else c.src_port  # a node-wise output is labelled by its node
+            label = ".".join(p for p in (nodes[c.src].name, port, c.src_key) if p is not None)
+            if c.dst_port is None:
+                for port in nodes[i].input_ports().named:
+                    sources.setdefault(port, label)
+            elif c.dst_key is not None:
+                keyed = sources.setdefault(c.dst_port, {})
+                if isinstance(keyed, dict):
+                    keyed[c.dst_key] = label
+            else:
+                sources[c.dst_port] = label
+        return sources
+
+    def _resume(self, i: int) -> None:
+        """An async node's work came back (Kong's `resume`, with its duration)."""
+        dispatched = self.node_dispatched[i]
+        if dispatched is not None:
+            self._trace(i, "resume", duration=time.perf_counter() - dispatched)
 
     # -- scheduling --------------------------------------------------------
 
@@ -291,7 +367,7 @@ class FlowRun:
         try:
             inputs = self._gather(i)
             if self.trace is not None:
-                self.trace.event(node.name, node.type_name, "run", inputs, self.plan.secret_inputs[i])
+                self._trace(i, "run", inputs, outputs=False)
             self.status[i] = NODE_RUNNING
             self.node_start[i] = time.perf_counter()
             result = node.run(inputs, self)
@@ -301,7 +377,12 @@ class FlowRun:
         # awaitable check for them
         if type(result) is not dict and inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
+            if self.trace is not None and node.traces_dispatch:
+                # Kong: a second `run`, without values, when the work is dispatched
+                self.node_dispatched[i] = time.perf_counter()
+                self._trace(i, "run")
             if task.done():  # eager task factories finish plain coroutines at once
+                self._resume(i)
                 try:
                     self._complete(i, task.result(), ready)
                 except Exception as e:  # noqa: BLE001
@@ -324,7 +405,7 @@ class FlowRun:
         self.status[i] = NODE_COMPLETE
         self.node_end[i] = time.perf_counter()
         if self.trace is not None:
-            self.trace.event(node.name, node.type_name, "complete", self.values[i], self.plan.secret_outputs[i])
+            self._trace(i, "complete", self.values[i])
         for name in skip:
             j = self.plan.by_name.get(name)
             if j is not None:
@@ -341,7 +422,7 @@ class FlowRun:
         node = self.plan.nodes[j]
         self.status[j] = NODE_SKIPPED
         if self.trace is not None:
-            self.trace.event(node.name, node.type_name, "skip")
+            self._trace(j, "skip")
         for d in self.plan.dependents[j]:
             target = self.plan.nodes[d]
             if target.partial_inputs and j not in self.plan.gated_by[d]:
@@ -361,7 +442,13 @@ class FlowRun:
             logger.error("Datakit: node %r crashed", node.name, exc_info=error)
         message = self.redactor().text(message)
         self.errors[i] = message
-        self._set(i, NODE_ERROR, "fail", {"error": message})
+        # Kong: `{type: error, value}` and what the node did output (a
+        # call's status, headers and body of a non-2xx answer)
+        partial = getattr(error, "outputs", None)
+        self.status[i] = NODE_ERROR
+        self.node_end[i] = time.perf_counter()
+        if self.trace is not None:
+            self._trace(i, "fail", partial if isinstance(partial, Mapping) else {}, error=message)
         for task, j in self._tasks.items():
             task.cancel()
             self._cancelled.append(task)
@@ -369,17 +456,22 @@ class FlowRun:
         self._tasks.clear()
         for j, status in enumerate(self.status):
             if status == NODE_PENDING or status == NODE_RUNNING:
-                self.status[j] = NODE_CANCELED
+                # Kong: pending nodes get a `cancel` event too, without a duration
+                self._set(j, NODE_CANCELED, "cancel")
         # implicit nodes (response, service_request) have no position in `nodes`
         self.failure = WorkflowFailed(node.index if node.declared else None, node.name, node.type_name, message)
         raise self.failure
 
-    def _set(self, i: int, status: str, action: str, values: Mapping[str, Any] | None = None) -> None:
+    def _set(self, i: int, status: str, action: str) -> None:
+        """Node `i` ends with `status` (cancelled); a running node's event
+        carries how long it ran, as Kong's `cancel` does."""
+        was_running = self.status[i] == NODE_RUNNING
         self.status[i] = status
-        self.node_end[i] = time.perf_counter()
+        now = time.perf_counter()
+        started = self.node_start[i]
+        self.node_end[i] = now if was_running else None
         if self.trace is not None:
-            node = self.plan.nodes[i]
-            self.trace.event(node.name, node.type_name, action, values)
+            self._trace(i, action, duration=now - started if was_running and started is not None else None)
 
     # -- input resolution --------------------------------------------------
 
@@ -426,6 +518,9 @@ class FlowRun:
                     value = _checked(node.name, c.dst_port, c.dst_type, value)
                 inputs[c.dst_port] = value
         return inputs
+
+
+_PHASE_NAMES = {Phase.REQUEST: "access", Phase.RESPONSE: "response"}  # Kong's plugin phases
 
 
 def _checked(node: str, port: str, expected: PortType, value: Any) -> Any:

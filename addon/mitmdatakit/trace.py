@@ -67,7 +67,8 @@ def _plain(value: Any) -> Any:
 
 
 class Trace:
-    """Events of one workflow run, in the shape README.md#debugging describes."""
+    """Events of one workflow run, in Kong's event model (index.md,
+    "Execution debug tracing"; 3.15 inline values, phase and source)."""
 
     def __init__(self, redactor: Redactor) -> None:
         self.redactor = redactor
@@ -76,19 +77,45 @@ class Trace:
         self.ended_wall: float | None = None
         self.events: list[dict[str, Any]] = []
 
-    def event(self, name: str, node_type: str, action: str, values: Mapping[str, Any] | None = None, secret_ports: Container[str] = ()) -> None:
-        """`secret_ports`: keys of `values` derived from a secret (shown redacted)."""
-        entries = []
-        for key, value in (values or {}).items():
-            shown = REDACTED if key in secret_ports else self.redactor.value(_plain(value))
-            entries.append({"key": key, "type": json_type(value), "value": shown})
-        self.events.append({
-            "name": name,
-            "type": node_type,
-            "action": action,
-            "at": round(time.perf_counter() - self.started, 6),
-            "values": entries,
-        })
+    def event(
+        self,
+        name: str,
+        node_type: str,
+        action: str,
+        values: Mapping[str, Any] | None = None,
+        secret_ports: Container[str] = (),
+        *,
+        types: Mapping[str, str] | None = None,
+        sources: Mapping[str, Any] | None = None,
+        phase: str | None = None,
+        duration: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """One event. `values` None: the event carries none (Kong's second
+        `run` of an async node, `resume`, `cancel`); `{}`: an empty list.
+        `types`: the ports' declared types (Kong shows `map`, `any`, ...);
+        a value's `value` is left out when it is null, as Kong's Lua tables
+        drop nil. `secret_ports`: keys derived from a secret (redacted)."""
+        event: dict[str, Any] = {"name": name, "type": node_type, "action": action}
+        if phase is not None:
+            event["phase"] = phase
+        event["at"] = round(time.perf_counter() - self.started, 6)
+        if duration is not None:
+            event["duration"] = round(duration, 6)
+        if values is not None or error is not None:
+            entries: list[dict[str, Any]] = []
+            if error is not None:
+                entries.append({"type": "error", "value": self.redactor.text(error)})
+            for key, value in (values or {}).items():
+                entry: dict[str, Any] = {"key": key, "type": (types or {}).get(key) or json_type(value)}
+                if value is not None:
+                    entry["value"] = REDACTED if key in secret_ports else self.redactor.value(_plain(value))
+                source = (sources or {}).get(key)
+                if source is not None:
+                    entry["source"] = source
+                entries.append(entry)
+            event["values"] = entries
+        self.events.append(event)
 
     def finish(self) -> None:
         if self.ended_wall is None:

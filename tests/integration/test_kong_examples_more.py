@@ -174,7 +174,8 @@ def test_multiple_jwts_primary_authorization(multi_jwt, jwt_upstream: MockServer
     for name in ("HAS_AUTH2", "BRANCH_AUTH2", "EXTRACT_AUTH2", "VERIFY_AUTH2", "BUILD_CONSUMER2", "SET_CONSUMER2"):
         assert s[name] == "NODE_SKIPPED", (name, s)
     (set_run,) = events(report, "SET_CONSUMER1", "run")
-    assert set_run["values"] == [{"key": "$self", "type": "object", "value": {"username": "alice"}}]
+    # typed by the port (Kong's trace), with the output it came from (3.15.0.2 source metadata)
+    assert set_run["values"] == [{"key": "$self", "type": "any", "value": {"username": "alice"}, "source": "BUILD_CONSUMER1"}]
 
 
 def test_multiple_jwts_secondary_authorization2(multi_jwt, jwt_upstream: MockServer):

@@ -47,7 +47,7 @@ def test_datakit_view_in_mitmweb(tmp_path: Path):
     assert "An unexpected error occurred" in raw and "INVENTORY" not in raw
     assert "workflow    00-orders" in shown
     assert "status      PLAN_ERROR" in shown
-    assert "failed at   node INVENTORY (call" in shown and "returned status 503" in shown
+    assert "failed at   node INVENTORY (call" in shown and "non-2XX response code: 503" in shown
     lines = {line.split()[0]: line for line in shown.splitlines() if line.startswith("  ") and line.split()}
     assert "NODE_COMPLETE" in lines["ORDER"] and "█" in lines["ORDER"]
     assert "NODE_ERROR" in lines["INVENTORY"] and "█" in lines["INVENTORY"]

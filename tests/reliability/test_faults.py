@@ -232,7 +232,7 @@ def test_debug_error_bodies_name_the_failing_node(tmp_path, make_mock_server, st
         "timeout": "timed out",
         "refused": "ClientConnectorError",
         "reset": "ClientPayloadError",
-        "5xx": "returned status 503",
+        "5xx": "non-2XX response code: 503",
         "badjson": "invalid JSON body",
     }
     with mitm.client() as c:

@@ -41,6 +41,7 @@ async def test_branch_then(dk):
     assert flow.response.status_code == 201
     report = trace_of(flow)
     assert node_status(report) == {
+        "request": "NODE_COMPLETE",  # implicit nodes are listed, as in Kong's trace
         "COND": "NODE_COMPLETE",
         "BR": "NODE_COMPLETE",
         "YEP": "NODE_COMPLETE",

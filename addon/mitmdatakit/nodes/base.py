@@ -84,6 +84,10 @@ class Node:
     """"request" or "response": the node writes its `headers`, `body` (and
     `query`) inputs into that message (scrub.py keeps secrets out of records)."""
 
+    traces_dispatch: ClassVar[bool] = False
+    """Kong traces the node as async (call nodes): a second `run` event when
+    its work is dispatched, `resume` with the wait's duration when it is back."""
+
     gates_control: ClassVar[bool] = False
     """The node decides which other nodes run (`gated_nodes`); graphs draw
     it as a decision."""

@@ -19,7 +19,6 @@ from ..codecs import (
     encode_query,
     header_lookup,
     json_type,
-    query_keys,
 )
 from ..context import NodeContext
 from ..errors import BodyDecodeError, BodyTooLarge, NodeError
@@ -36,6 +35,7 @@ _CALL_OWNED = ("host",)
 @register
 class CallNode(Node):
     type_name = "call"
+    traces_dispatch = True
     schema = {
         "properties": {
             "url": {"type": "string", "minLength": 1, "description": "The URL to call (the `url` input overrides it)."},
@@ -151,10 +151,15 @@ class CallNode(Node):
         except aiohttp.ClientError as e:
             raise NodeError(f"call to {_safe(url)} failed: {type(e).__name__}: {e}") from None
 
+        content_type = resp_headers.get("content-type") if isinstance(resp_headers.get("content-type"), str) else None
         if not 200 <= status < 300:
-            raise NodeError(f"call to {_safe(url)} returned status {status}")
+            # Kong's message (index.md, "Making node execution errors
+            # visible"); the trace's `fail` event shows the answer
+            raise NodeError(f"non-2XX response code: {status}", outputs={
+                "status": status, "headers": resp_headers, "body": _error_body(content, content_type),
+            })
         try:
-            body = decode_body(content, resp_headers.get("content-type") if isinstance(resp_headers.get("content-type"), str) else None, strict=True)
+            body = decode_body(content, content_type, strict=True)
         except BodyDecodeError as e:
             raise NodeError(f"call to {_safe(url)}: {e}") from None
         return {"status": status, "headers": resp_headers, "body": body, "raw_body": bytes_to_text(content)}
@@ -175,16 +180,20 @@ async def _read_bounded(resp: aiohttp.ClientResponse, limit: int, what: str) -> 
     return b"".join(parts)
 
 
+def _error_body(content: bytes, content_type: str | None) -> Any:
+    """The body of a failed call, for its trace: decoded where it can be."""
+    try:
+        return decode_body(content, content_type)
+    except Exception:  # noqa: BLE001 - only shown, never used
+        return bytes_to_text(content)
+
+
 def _with_query(url: str, query: Any) -> str:
-    """The URL with the `query` input's keys set. The URL's other parameters
-    are kept as written (`q=a+b` stays `q=a+b`, not `q=a%20b`); the input's
-    keys replace the URL's parameters of the same name and follow them."""
+    """The URL with its query replaced by the `query` input, as Kong's
+    lua-resty-http does with a `query` parameter (an empty map: no query)."""
     if not isinstance(query, dict):
         raise NodeError(f"query must be a map, got {json_type(query)}")
-    parts = urlsplit(url)
-    kept = [raw for key, raw in query_keys(parts.query) if key not in query]
-    added = encode_query(query)
-    return urlunsplit(parts._replace(query="&".join([*kept, added] if added else kept)))
+    return urlunsplit(urlsplit(url)._replace(query=encode_query(query)))
 
 
 def _safe(url: str) -> str:
