@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .codecs import normalize_path
+from .context import MatchFacts
 from .errors import ConfigError
 from .graph import Plan
 from .hosts import normalize_host, request_host
@@ -61,6 +62,15 @@ class RequestFacts:
         if self._path is None:
             self._path = normalize_path(self.flow.request.path.partition("?")[0] or "/")
         return self._path
+
+
+class Matcher(MatchFacts, Protocol):
+    """What picks a workflow's flows: a `match` block (`Match`) or, for a
+    Kong declarative file, the file's router (`kong.declarative.RouterMatch`)."""
+
+    def test(self, facts: RequestFacts) -> bool: ...
+
+    def accepts(self, flow: http.HTTPFlow) -> bool: ...
 
 
 @dataclass
@@ -148,6 +158,12 @@ class Match:
             out["filter"] = self.filter
         return out
 
+    def matched_route(self, flow: http.HTTPFlow) -> None:
+        return None  # a `match` block has no Kong route
+
+    def matched_service(self, flow: http.HTTPFlow) -> None:
+        return None
+
 
 def _host_wildcard(pattern: str) -> Callable[[str], bool] | None:
     """The test for `*.example.com` or `example.*`; None for an exact name."""
@@ -166,7 +182,7 @@ class Workflow:
     source: str
     debug: bool
     enabled: bool
-    match: Match
+    match: Matcher
     plan: Plan
     info: WorkflowInfo
     secrets: Sequence[str] = ()

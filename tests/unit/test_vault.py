@@ -9,8 +9,8 @@ import pytest
 
 from mitmdatakit.errors import ConfigError, VaultError
 from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo
-from mitmdatakit.ports import Ports, PortType
 from mitmdatakit.nodes.vault import VaultNode
+from mitmdatakit.ports import Ports, PortType
 from mitmdatakit.resources import resource_types
 from mitmdatakit.resources.vault import (
     VaultReference,

@@ -130,7 +130,8 @@ class Router:
         self.routes = list(routes)
         candidates = []
         for route in self.routes:
-            for path in route.paths or [None]:
+            paths: Sequence[str | None] = route.paths or [None]  # a route without paths matches any path
+            for path in paths:
                 candidates.append(_Candidate(route, path, source))
         # stable: equal keys keep file order
         self._candidates = sorted(candidates, key=lambda c: c.key, reverse=True)
