@@ -14,9 +14,9 @@ from typing import Any
 
 from .connections import Conn, Label
 from .errors import ConfigError
-from .taint import SecretWrite, secret_ports, secret_writes
 from .nodes.base import Node, NodeSpec, WorkflowInfo, node_types
 from .ports import SELF, Phase, Ports, PortType
+from .taint import SecretWrite, secret_ports, secret_writes
 
 
 @dataclass
@@ -98,6 +98,7 @@ class _Builder:
             raise _err(spec, fieldname, f"invalid connection {where}: node {dnode.name!r} ({dnode.type_name}) takes no inputs")
 
         # source end: its type (None = object of sports.named)
+        stype: PortType | None
         if src.port is None:
             stype = sports.self_type if sports.self_type is not None else PortType.OBJECT
             svalue = literal
@@ -151,7 +152,7 @@ class _Builder:
         self._claim(spec, fieldname, di, dst.port, dst.key, snode.name, where)
         self._add(di, Conn(si, src_port, src.key, dst.port, dst.key, dtype), si, src_port)
 
-    def _check_type(self, spec, fieldname, where, stype: PortType, dtype: PortType, value: Any, is_literal: bool, port: str | None) -> None:
+    def _check_type(self, spec: NodeSpec, fieldname: str | None, where: str, stype: PortType, dtype: PortType, value: Any, is_literal: bool, port: str | None) -> None:
         if is_literal:
             try:
                 dtype.coerce(value)
@@ -164,7 +165,7 @@ class _Builder:
             raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: object -> map")
         raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: {stype} -> {dtype}")
 
-    def _claim(self, spec, fieldname, di: int, port: str | None, key: str | None, src_name: str, where: str) -> None:
+    def _claim(self, spec: NodeSpec, fieldname: str | None, di: int, port: str | None, key: str | None, src_name: str, where: str) -> None:
         """Record that `port` (None: the whole node) of node `di` is fed, and
         refuse a second feed of the same input."""
         taken = self.taken[di]
@@ -199,7 +200,8 @@ class _Builder:
     # -- declarations --------------------------------------------------------
 
     def declare_all(self, raw_nodes: Sequence[Mapping[str, Any]]) -> None:
-        for spec, raw, node in zip(self.specs, raw_nodes, self.nodes):
+        declared = self.nodes[: len(self.specs)]  # implicit nodes are appended while declaring
+        for spec, raw, node in zip(self.specs, raw_nodes, declared, strict=True):
             this = Label(node.name)
             if raw.get("input") is not None:
                 self._declare(spec, "input", raw["input"], this, inbound=True)

@@ -176,6 +176,7 @@ def _upstream_set(ctx: NodeContext, _: str, value: Any) -> None:
         known = ", ".join(sorted(upstreams)) or "none defined"
         raise NodeError(f"unknown upstream {value!r} (the workflow's upstreams: {known})")
     req = ctx.flow.request
+    scheme: str | None
     if isinstance(entry, str):
         scheme, sep, rest = entry.partition("://")
         if not sep:

@@ -9,7 +9,8 @@ sets no Content-Type (Kong 3.13.0.10).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .. import xmljson
 from ..codecs import TypedText
@@ -25,7 +26,7 @@ _NAME = {"type": "string", "minLength": 1, "maxLength": 32}
 @register
 class JsonToXmlNode(Node):
     type_name = "json_to_xml"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "root_element_name": {"type": "string", "minLength": 1, "maxLength": 64},
             "attributes_block_name": _NAME,

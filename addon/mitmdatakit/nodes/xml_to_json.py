@@ -5,7 +5,8 @@ Conventions, the XPath subset and safety rules: see `mitmdatakit.xmljson`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .. import xmljson
 from ..context import NodeContext
@@ -19,7 +20,7 @@ _NAME = {"type": "string", "minLength": 1, "maxLength": 32}
 @register
 class XmlToJsonNode(Node):
     type_name = "xml_to_json"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "attributes_block_name": _NAME,
             "attributes_name_prefix": _NAME,
