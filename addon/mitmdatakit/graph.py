@@ -21,7 +21,7 @@ from .taint import SecretWrite, secret_ports, secret_writes
 
 @dataclass
 class Plan:
-    nodes: list[Node]  # declared nodes first (node.index = position + 1), then implicit ones
+    nodes: list[Node]  # declared nodes first, in file order (node.index = i + 1), then implicit ones
     inputs: list[list[Conn]]
     deps: list[frozenset[int]]  # data and control dependencies
     dependents: list[list[int]]
@@ -71,7 +71,7 @@ class _Builder:
             return self.by_name[name]
         cls = node_types().get(name)
         if cls is not None and cls.implicit:  # an implicit node is named as its type
-            implicit = cls(NodeSpec(name=name, type=name, index=-1, attrs={}, source=self.info.source), self.info)
+            implicit = cls(NodeSpec(name=name, type=name, index=None, attrs={}, source=self.info.source), self.info)
             self.nodes.append(implicit)
             self.inputs.append([])
             self.taken.append({})
@@ -341,7 +341,7 @@ def _toposort(nodes: Sequence[Node], deps: Sequence[frozenset[int]], dependents:
         return order
     # find one cycle to name it
     left = {i for i, r in enumerate(remaining) if r > 0}
-    start = min(left, key=lambda i: nodes[i].index if nodes[i].declared else 1 << 30)
+    start = min(left)  # the first in file order: declared nodes come first
     seen: dict[int, int] = {}
     path = [start]
     cur = start
