@@ -203,18 +203,13 @@ class _Builder:
         declared = self.nodes[: len(self.specs)]  # implicit nodes are appended while declaring
         for spec, raw, node in zip(self.specs, raw_nodes, declared, strict=True):
             this = Label(node.name)
-            if raw.get("input") is not None:
-                self._declare(spec, "input", raw["input"], this, inbound=True)
-            for port, label in (raw.get("inputs") or {}).items():
-                if label is not None:
-                    port = str(port)
-                    self._declare(spec, f"inputs.{port}", label, Label(node.name, *port.split(".", 1)), inbound=True)
-            if raw.get("output") is not None:
-                self._declare(spec, "output", raw["output"], this, inbound=False)
-            for port, label in (raw.get("outputs") or {}).items():
-                if label is not None:
-                    port = str(port)
-                    self._declare(spec, f"outputs.{port}", label, Label(node.name, *port.split(".", 1)), inbound=False)
+            for whole, by_port, inbound in (("input", "inputs", True), ("output", "outputs", False)):
+                if raw.get(whole) is not None:
+                    self._declare(spec, whole, raw[whole], this, inbound)
+                for port, label in (raw.get(by_port) or {}).items():
+                    if label is not None:
+                        port = str(port)
+                        self._declare(spec, f"{by_port}.{port}", label, Label(node.name, *port.split(".", 1)), inbound)
 
     def _declare(self, spec: NodeSpec, fieldname: str, text: str, this: Label, inbound: bool) -> None:
         other = Label.parse(text)

@@ -11,7 +11,7 @@ from .codecs import normalize_path
 from .context import MatchFacts
 from .errors import ConfigError
 from .graph import Plan
-from .hosts import normalize_host, request_host
+from .hosts import normalize_host, request_host, wildcard_host_test
 from .nodes.base import WorkflowInfo
 from .trace import Redactor
 
@@ -103,7 +103,7 @@ class Match:
         exact = set()
         for host in m.hosts:
             pattern = normalize_host(host)  # as the request host is: a port in a rule is ignored
-            wildcard = _host_wildcard(pattern)
+            wildcard = wildcard_host_test(pattern)
             if wildcard is None:
                 exact.add(pattern)
             else:
@@ -163,17 +163,6 @@ class Match:
 
     def matched_service(self, flow: http.HTTPFlow) -> None:
         return None
-
-
-def _host_wildcard(pattern: str) -> Callable[[str], bool] | None:
-    """The test for `*.example.com` or `example.*`; None for an exact name."""
-    if pattern.startswith("*."):
-        suffix = pattern[1:]
-        return lambda host: host.endswith(suffix) and len(host) > len(suffix)
-    if pattern.endswith(".*"):
-        prefix = pattern[:-1]
-        return lambda host: host.startswith(prefix) and len(host) > len(prefix)
-    return None
 
 
 @dataclass
