@@ -160,7 +160,7 @@ def load_declarative(doc: Mapping[str, Any], source: str, load_plugin: PluginLoa
     service_list = _list(doc, "services", source, "")
     for i, raw in enumerate(service_list):
         service = Service.build(raw, source, f"services.{i}")
-        for ref in {service.id, service.name or service.id}:
+        for ref in {ref for ref in (service.id, service.name) if ref is not None}:
             if ref in services:
                 raise ConfigError(f"duplicate service {ref!r}", file=source, field=f"services.{i}")
             services[ref] = service
