@@ -56,8 +56,8 @@ def run(s: Settings, wd: Path) -> Result:
     from mitmdatakit.disconnects import abort_abandoned
     from mitmdatakit.engine import Engine
     from mitmdatakit.ports import Phase
-    from mitmdatakit.runtime import FlowRun, Services
     from mitmdatakit.restore import ResponseRestorer
+    from mitmdatakit.runtime import FlowRun, Services
     from mitmdatakit.scrub import scrub_request, scrub_response
     from mitmdatakit.taint import secret_ports
 

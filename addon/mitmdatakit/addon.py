@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import connection, ctx, exceptions, http
+from mitmproxy import addonmanager, connection, ctx, exceptions, http
 
 from . import bodies
-from .disconnects import watch_disconnects
 from .commands import DatakitCommands, describe, register_view, unregister_view
+from .disconnects import watch_disconnects
 from .engine import Engine
 from .hosts import ClientHost
+from .jq_pool import DEFAULT_TIMEOUT_MS as DEFAULT_JQ_TIMEOUT_MS
 from .kong.gateway import NO_ROUTE_OPTION, KongGateway
 from .redaction import LOG_FILTER
-from .restore import ResponseRestorer
 from .reloading import POLL_INTERVAL, ChangeDetector, Outcome, Snapshot, load_outcome, snapshot
-from .jq_pool import DEFAULT_TIMEOUT_MS as DEFAULT_JQ_TIMEOUT_MS
+from .restore import ResponseRestorer
 from .runtime import Services, option_value
 from .workflow import Workflow
 
@@ -48,8 +48,8 @@ class Datakit(DatakitCommands):
         self.certs_dir = certs_dir
         self.engine = Engine(Services(option=self._option), debug=lambda: bool(ctx.options.datakit_debug))
         self._is_running = False
-        self._watcher: asyncio.Task | None = None
-        self._disconnect_watcher: asyncio.Task | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._disconnect_watcher: asyncio.Task[None] | None = None
         self._config_path: str | None = None
         self.last_reload_error: str | None = None
         self.client_host = ClientHost()  # match.hosts sees the client's Host in reverse mode
@@ -60,14 +60,14 @@ class Datakit(DatakitCommands):
         self.addons: list[Any] = []  # child addons, chosen in configure
         self._changes = ChangeDetector()
         self._reload_lock = asyncio.Lock()
-        self._background: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task[None]] = set()
         # one thread of its own: a slow load never takes a thread from
         # mitmproxy's default executor (DNS lookups run there)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datakit-reload")
 
     # -- options and loading -----------------------------------------------
 
-    def load(self, loader) -> None:
+    def load(self, loader: addonmanager.Loader) -> None:
         register_view()
         loader.add_option(
             "datakit_config", str, self.default_config,
@@ -226,7 +226,7 @@ class Datakit(DatakitCommands):
         self._changes.loaded_from(seen)
         return self._apply(path, outcome, initial=False)
 
-    async def _off_loop(self, fn, *args):
+    async def _off_loop[*Args, T](self, fn: Callable[[*Args], T], *args: *Args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._loader, fn, *args)
 
     def _apply(self, path: str, outcome: Outcome, initial: bool) -> bool:
@@ -264,17 +264,17 @@ class Datakit(DatakitCommands):
                     if self._changes.should_load(current):
                         logger.info("Datakit: workflow files changed, reloading")
                         await self._reload_off_loop(path, current)
-            except Exception:  # noqa: BLE001 - the watcher must survive anything
+            except Exception:  # the watcher must survive anything
                 logger.exception("Datakit: watching the workflow files failed")
 
     async def _close(self, workflows: Sequence[Workflow]) -> None:
         for wf in workflows:
             try:
                 await wf.aclose()
-            except Exception:  # noqa: BLE001
+            except Exception:  # one failing close must not keep the others open
                 logger.exception("Datakit: closing workflow %s failed", wf.name)
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         try:
             task = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:

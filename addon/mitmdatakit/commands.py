@@ -40,8 +40,11 @@ class DatakitCommands:
     """Mixed into the addon class: mitmproxy collects the decorated methods."""
 
     # provided by the addon
-    workflows: Sequence[Workflow]
     last_reload_error: str | None
+
+    @property
+    def workflows(self) -> Sequence[Workflow]:
+        raise NotImplementedError
 
     def reload(self, initial: bool = False) -> bool:
         raise NotImplementedError

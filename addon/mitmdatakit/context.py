@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .client_response import ClientResponse
     from .ports import Phase
 
-__all__ = ["NodeContext", "NodeServices", "WorkflowFacts"]
+__all__ = ["MatchFacts", "NodeContext", "NodeServices", "WorkflowFacts"]
 
 
 class NodeServices(Protocol):
@@ -39,7 +39,17 @@ class NodeServices(Protocol):
 
 
 class MatchFacts(Protocol):
+    """A workflow's `match`, as the `kong.router.*` properties read it."""
+
     def describe(self) -> dict[str, Any]: ...
+
+    def matched_route(self, flow: http.HTTPFlow) -> dict[str, Any] | None:
+        """The Kong route entity the flow matched; None without a Kong router."""
+        ...
+
+    def matched_service(self, flow: http.HTTPFlow) -> dict[str, Any] | None:
+        """The route's Kong service entity; None without one."""
+        ...
 
 
 class WorkflowFacts(Protocol):

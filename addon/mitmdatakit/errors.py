@@ -42,7 +42,7 @@ class ConfigError(DatakitError):
     """A workflow that cannot be loaded. The message names file, node, field.
 
     `index` is the node's position in `nodes` counted from 1 ("node #1"), as
-    in Kong's messages; implicit nodes have none (None or -1).
+    in Kong's messages; implicit nodes have none (None).
     """
 
     def __init__(
@@ -73,9 +73,9 @@ class ConfigError(DatakitError):
         parts = []
         if self.file:
             parts.append(self.file)
-        if self.node is not None or (self.index is not None and self.index >= 0):
+        if self.node is not None or self.index is not None:
             where = f"node {self.node!r}"
-            if self.index is not None and self.index >= 0:
+            if self.index is not None:
                 where = f"node #{self.index}" + (f" {self.node!r}" if self.node is not None else "")
             if self.node_type:
                 where += f" ({self.node_type})"

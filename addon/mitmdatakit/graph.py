@@ -14,14 +14,14 @@ from typing import Any
 
 from .connections import Conn, Label
 from .errors import ConfigError
-from .taint import SecretWrite, secret_ports, secret_writes
 from .nodes.base import Node, NodeSpec, WorkflowInfo, node_types
 from .ports import SELF, Phase, Ports, PortType
+from .taint import SecretWrite, secret_ports, secret_writes
 
 
 @dataclass
 class Plan:
-    nodes: list[Node]  # declared nodes first (node.index = position + 1), then implicit ones
+    nodes: list[Node]  # declared nodes first, in file order (node.index = i + 1), then implicit ones
     inputs: list[list[Conn]]
     deps: list[frozenset[int]]  # data and control dependencies
     dependents: list[list[int]]
@@ -71,7 +71,7 @@ class _Builder:
             return self.by_name[name]
         cls = node_types().get(name)
         if cls is not None and cls.implicit:  # an implicit node is named as its type
-            implicit = cls(NodeSpec(name=name, type=name, index=-1, attrs={}, source=self.info.source), self.info)
+            implicit = cls(NodeSpec(name=name, type=name, index=None, attrs={}, source=self.info.source), self.info)
             self.nodes.append(implicit)
             self.inputs.append([])
             self.taken.append({})
@@ -98,6 +98,7 @@ class _Builder:
             raise _err(spec, fieldname, f"invalid connection {where}: node {dnode.name!r} ({dnode.type_name}) takes no inputs")
 
         # source end: its type (None = object of sports.named)
+        stype: PortType | None
         if src.port is None:
             stype = sports.self_type if sports.self_type is not None else PortType.OBJECT
             svalue = literal
@@ -153,7 +154,7 @@ class _Builder:
         self._claim(spec, fieldname, di, dst.port, dst.key, snode.name, where)
         self._add(di, Conn(si, src_port, src.key, dst.port, dst.key, dtype), si, src_port)
 
-    def _check_type(self, spec, fieldname, where, stype: PortType, dtype: PortType, value: Any, is_literal: bool, port: str | None) -> None:
+    def _check_type(self, spec: NodeSpec, fieldname: str | None, where: str, stype: PortType, dtype: PortType, value: Any, is_literal: bool, port: str | None) -> None:
         if is_literal:
             try:
                 dtype.coerce(value)
@@ -166,7 +167,7 @@ class _Builder:
             raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: object -> map")
         raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: {stype} -> {dtype}")
 
-    def _claim(self, spec, fieldname, di: int, port: str | None, key: str | None, src_name: str, where: str) -> None:
+    def _claim(self, spec: NodeSpec, fieldname: str | None, di: int, port: str | None, key: str | None, src_name: str, where: str) -> None:
         """Record that `port` (None: the whole node) of node `di` is fed, and
         refuse a second feed of the same input."""
         taken = self.taken[di]
@@ -201,20 +202,16 @@ class _Builder:
     # -- declarations --------------------------------------------------------
 
     def declare_all(self, raw_nodes: Sequence[Mapping[str, Any]]) -> None:
-        for spec, raw, node in zip(self.specs, raw_nodes, self.nodes):
+        declared = self.nodes[: len(self.specs)]  # implicit nodes are appended while declaring
+        for spec, raw, node in zip(self.specs, raw_nodes, declared, strict=True):
             this = Label(node.name)
-            if raw.get("input") is not None:
-                self._declare(spec, "input", raw["input"], this, inbound=True)
-            for port, label in (raw.get("inputs") or {}).items():
-                if label is not None:
-                    port = str(port)
-                    self._declare(spec, f"inputs.{port}", label, Label(node.name, *port.split(".", 1)), inbound=True)
-            if raw.get("output") is not None:
-                self._declare(spec, "output", raw["output"], this, inbound=False)
-            for port, label in (raw.get("outputs") or {}).items():
-                if label is not None:
-                    port = str(port)
-                    self._declare(spec, f"outputs.{port}", label, Label(node.name, *port.split(".", 1)), inbound=False)
+            for whole, by_port, inbound in (("input", "inputs", True), ("output", "outputs", False)):
+                if raw.get(whole) is not None:
+                    self._declare(spec, whole, raw[whole], this, inbound)
+                for port, label in (raw.get(by_port) or {}).items():
+                    if label is not None:
+                        port = str(port)
+                        self._declare(spec, f"{by_port}.{port}", label, Label(node.name, *port.split(".", 1)), inbound)
 
     def _declare(self, spec: NodeSpec, fieldname: str, text: str, this: Label, inbound: bool) -> None:
         other = Label.parse(text)
@@ -347,7 +344,7 @@ def _toposort(nodes: Sequence[Node], deps: Sequence[frozenset[int]], dependents:
         return order
     # find one cycle to name it
     left = {i for i, r in enumerate(remaining) if r > 0}
-    start = min(left, key=lambda i: nodes[i].index if nodes[i].declared else 1 << 30)
+    start = min(left)  # the first in file order: declared nodes come first
     seen: dict[int, int] = {}
     path = [start]
     cur = start

@@ -10,6 +10,7 @@ they saw before; the matcher sees the client's Host.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mitmproxy.net.http import url
@@ -28,6 +29,18 @@ def normalize_host(authority: str) -> str:
     if host.count(":") == 1:
         host = host.partition(":")[0]
     return host.rstrip(".").lower()
+
+
+def wildcard_host_test(pattern: str) -> Callable[[str], bool] | None:
+    """The test of a normalized host against `*.example.com` (any depth) or
+    `example.*`, as Kong's router has them; None for an exact name."""
+    if pattern.startswith("*."):
+        suffix = pattern[1:]
+        return lambda host: host.endswith(suffix) and len(host) > len(suffix)
+    if pattern.endswith(".*"):
+        prefix = pattern[:-1]
+        return lambda host: host.startswith(prefix) and len(host) > len(prefix)
+    return None
 
 
 def request_host(flow: Any) -> str:

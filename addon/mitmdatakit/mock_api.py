@@ -23,10 +23,11 @@ from __future__ import annotations
 import json as _json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from .mock_records import Reply
+from .mock_server import Handler as ServerHandler
 from .mock_server import MockServer
 
 __all__ = ["MockAPI", "Recorded", "Reply"]
@@ -80,7 +81,8 @@ class MockAPI(MockServer):
         or else with the status/json/body/headers/delay given."""
         if handler is None:
             handler = Reply(status=status, json=json, body=body, headers=dict(headers or {}), delay=delay)
-        super().route(method, path, handler)
+        # this server records every request as a Recorded (`_record`)
+        super().route(method, path, cast(ServerHandler, handler))
         return self
 
     def __repr__(self) -> str:

@@ -42,7 +42,7 @@ class Headers(Sequence[tuple[str, str]]):
     def __getitem__(self, key: slice) -> list[tuple[str, str]]: ...
     @overload
     def __getitem__(self, key: str) -> str: ...
-    def __getitem__(self, key):  # type: ignore[override]
+    def __getitem__(self, key: int | slice | str) -> tuple[str, str] | list[tuple[str, str]] | str:
         if isinstance(key, str):
             values = self.get_all(key)
             if not values:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Phase", "PortType", "Ports", "SELF"]
+__all__ = ["SELF", "Phase", "PortType", "Ports"]
 
 SELF = "$self"
 """The port name of a node-wise connection into or out of a single-value node."""

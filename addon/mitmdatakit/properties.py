@@ -176,6 +176,7 @@ def _upstream_set(ctx: NodeContext, _: str, value: Any) -> None:
         known = ", ".join(sorted(upstreams)) or "none defined"
         raise NodeError(f"unknown upstream {value!r} (the workflow's upstreams: {known})")
     req = ctx.flow.request
+    scheme: str | None
     if isinstance(entry, str):
         scheme, sep, rest = entry.partition("://")
         if not sep:
@@ -209,15 +210,14 @@ def _service_response_status(ctx: NodeContext, _: str) -> Any:
 
 def _route(ctx: NodeContext, _: str) -> dict[str, Any] | None:
     wf = ctx.workflow
-    matched = getattr(wf.match, "matched_route", None)  # a Kong declarative file: the route entity
-    if matched is not None:
-        return matched(ctx.flow)
+    route = wf.match.matched_route(ctx.flow)  # a Kong declarative file: the route entity
+    if route is not None:
+        return route
     return {"name": wf.name, "source": wf.source, "match": wf.match.describe()}
 
 
 def _service(ctx: NodeContext, _: str) -> dict[str, Any] | None:
-    matched = getattr(ctx.workflow.match, "matched_service", None)
-    return matched(ctx.flow) if matched is not None else None
+    return ctx.workflow.match.matched_service(ctx.flow)
 
 
 def _consumer_set(ctx: NodeContext, _: str, value: Any) -> None:

@@ -28,7 +28,7 @@ POLL_INTERVAL = 1.0  # seconds between looks at the workflow files
 Snapshot = Hashable
 
 
-def _stat_key(path: str) -> tuple:
+def _stat_key(path: str) -> tuple[object, ...]:
     try:
         st = os.stat(path)
     except OSError as e:

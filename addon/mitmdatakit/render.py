@@ -72,7 +72,7 @@ class GraphModel:
         self.control: list[tuple[int, int, str]] = []
         for i, gates in enumerate(plan.gates):
             for outcome in ("then", "else"):
-                for j in sorted(gates.get(outcome, ()), key=lambda j: nodes[j].index):
+                for j in sorted(gates.get(outcome, ())):  # gated nodes are declared: file order
                     self.control.append((i, j, outcome))
 
     def implicit(self, i: int) -> bool:

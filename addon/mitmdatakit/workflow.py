@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .codecs import normalize_path
+from .context import MatchFacts
 from .errors import ConfigError
 from .graph import Plan
-from .hosts import normalize_host, request_host
+from .hosts import normalize_host, request_host, wildcard_host_test
 from .nodes.base import WorkflowInfo
 from .trace import Redactor
 
@@ -63,6 +64,15 @@ class RequestFacts:
         return self._path
 
 
+class Matcher(MatchFacts, Protocol):
+    """What picks a workflow's flows: a `match` block (`Match`) or, for a
+    Kong declarative file, the file's router (`kong.declarative.RouterMatch`)."""
+
+    def test(self, facts: RequestFacts) -> bool: ...
+
+    def accepts(self, flow: http.HTTPFlow) -> bool: ...
+
+
 @dataclass
 class Match:
     """The `match` block: hosts, paths, methods and a mitmproxy filter."""
@@ -93,7 +103,7 @@ class Match:
         exact = set()
         for host in m.hosts:
             pattern = normalize_host(host)  # as the request host is: a port in a rule is ignored
-            wildcard = _host_wildcard(pattern)
+            wildcard = wildcard_host_test(pattern)
             if wildcard is None:
                 exact.add(pattern)
             else:
@@ -148,16 +158,11 @@ class Match:
             out["filter"] = self.filter
         return out
 
+    def matched_route(self, flow: http.HTTPFlow) -> None:
+        return None  # a `match` block has no Kong route
 
-def _host_wildcard(pattern: str) -> Callable[[str], bool] | None:
-    """The test for `*.example.com` or `example.*`; None for an exact name."""
-    if pattern.startswith("*."):
-        suffix = pattern[1:]
-        return lambda host: host.endswith(suffix) and len(host) > len(suffix)
-    if pattern.endswith(".*"):
-        prefix = pattern[:-1]
-        return lambda host: host.startswith(prefix) and len(host) > len(prefix)
-    return None
+    def matched_service(self, flow: http.HTTPFlow) -> None:
+        return None
 
 
 @dataclass
@@ -166,7 +171,7 @@ class Workflow:
     source: str
     debug: bool
     enabled: bool
-    match: Match
+    match: Matcher
     plan: Plan
     info: WorkflowInfo
     secrets: Sequence[str] = ()

@@ -9,7 +9,6 @@ import pytest
 
 from tests.unit.addon_support import body_json, events, make_flow, node_status, trace_of
 
-
 BRANCH = """\
 debug: true
 nodes:

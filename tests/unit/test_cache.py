@@ -9,8 +9,8 @@ import pytest
 
 from mitmdatakit.errors import CacheBackendError, CacheValueError, ConfigError, NodeError
 from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo
-from mitmdatakit.ports import Ports, PortType
 from mitmdatakit.nodes.cache import DEFAULT_TTL, CacheNode
+from mitmdatakit.ports import Ports, PortType
 from mitmdatakit.resources import resource_types
 from mitmdatakit.resources.cache import (
     MEMORY_MAX_ENTRIES,
@@ -19,7 +19,6 @@ from mitmdatakit.resources.cache import (
     MemoryBackend,
     MemoryStore,
 )
-
 from tests.redis_server import RedisServer, free_port, require_redis, running_redis
 
 

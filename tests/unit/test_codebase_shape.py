@@ -11,19 +11,17 @@ from typing import Any, ClassVar
 import pytest
 
 from mitmdatakit import cli
-from mitmdatakit import ports
 from mitmdatakit.nodes import base
+from mitmdatakit.ports import SELF, Ports, PortType
 from mitmdatakit.schema import build_schema
 from tests.unit.addon_support import make_flow
 
 PACKAGE = Path(__file__).resolve().parents[2] / "addon" / "mitmdatakit"
 MAX_LINES = 600
+
+
 def _modules() -> list[Any]:
-    params = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        name = path.relative_to(PACKAGE).as_posix()
-        params.append(pytest.param(path, id=name))
-    return params
+    return [pytest.param(path, id=path.relative_to(PACKAGE).as_posix()) for path in sorted(PACKAGE.rglob("*.py"))]
 
 
 @pytest.mark.parametrize("path", _modules())
@@ -56,14 +54,14 @@ def toy_node() -> Iterator[type[base.Node]]:
         type_name = TOY
         schema: ClassVar[Mapping[str, Any]] = {"properties": {"suffix": {"type": "string", "description": "Appended to the result."}}}
 
-        def input_ports(self) -> ports.Ports:
-            return ports.Ports(self_type=ports.PortType.STRING)
+        def input_ports(self) -> base.Ports:
+            return Ports(self_type=PortType.STRING)
 
-        def output_ports(self) -> ports.Ports:
-            return ports.Ports(self_type=ports.PortType.STRING)
+        def output_ports(self) -> base.Ports:
+            return Ports(self_type=PortType.STRING)
 
         def run(self, inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
-            return {ports.SELF: inputs[ports.SELF].upper() + self.attr("suffix", "")}
+            return {SELF: inputs[SELF].upper() + self.attr("suffix", "")}
 
     build_schema.cache_clear()  # assembled from the registry
     try:

@@ -124,6 +124,19 @@ def test_node_order_does_not_decide_execution_order():
     assert order == ["FIRST", "LAST"]
 
 
+def test_declared_nodes_are_numbered_from_1_and_implicit_ones_have_no_index():
+    w = load(wf(
+        {"name": "A", "type": "jq", "jq": ".", "input": "request.query"},
+        {"name": "B", "type": "exit", "inputs": {"body": "A"}},
+    ))
+    indexes = {n.name: (n.index, n.declared) for n in w.plan.nodes}
+    assert indexes["A"] == (1, True) and indexes["B"] == (2, True)
+    assert indexes["request"] == (None, False)
+    implicit = w.plan.nodes[w.plan.index("request")]
+    assert "#" not in str(implicit.config_error("x"))  # no position to show
+    assert "node #2 'B'" in str(w.plan.nodes[1].config_error("x"))
+
+
 # -- the error corpus --------------------------------------------------------
 
 J = {"name": "J", "type": "jq", "jq": "."}

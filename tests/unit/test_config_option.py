@@ -10,6 +10,7 @@ from mitmproxy import exceptions
 
 from tests.unit.addon_support import make_flow
 
+
 @pytest.fixture
 async def running(dk):
     """The addon past startup (the watcher polls; `done` stops it)."""

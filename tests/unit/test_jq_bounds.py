@@ -11,9 +11,8 @@ import logging
 import pytest
 
 from mitmdatakit import jq_bounds
-from mitmdatakit.errors import NodeError
+from mitmdatakit.errors import JqError, NodeError
 from mitmdatakit.jq_bounds import INPUT_LIMIT, is_bounded
-from mitmdatakit.errors import JqError
 from mitmdatakit.jq_pool import JqPool
 from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo
 from mitmdatakit.nodes.jq import JqNode

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from mitmdatakit import jwtkit
 from mitmdatakit.errors import ConfigError, NodeError
 from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo, node_types
-from mitmdatakit.ports import Ports, PortType
 from mitmdatakit.nodes.jwt_decode import JwtDecodeNode
 from mitmdatakit.nodes.jwt_sign import JwtSignNode
 from mitmdatakit.nodes.jwt_verify import JwtVerifyNode
+from mitmdatakit.ports import Ports, PortType
 
 SECRET = "a-long-enough-hmac-secret-for-hs512-tokens-0123456789abcdef0123456789"
 

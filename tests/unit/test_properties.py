@@ -17,14 +17,13 @@ import pytest
 from mitmproxy import http
 
 from mitmdatakit.addon import Datakit
-from tests.unit.addon_support import DK, upstream_response
-from tests.unit.addon_support import make_flow as _make_flow
 from mitmdatakit.config import load_text
-from mitmdatakit.errors import ConfigError
+from mitmdatakit.errors import ConfigError, WorkflowFailed
 from mitmdatakit.ports import Phase
 from mitmdatakit.properties import FAMILIES, PROPERTIES
-from mitmdatakit.errors import WorkflowFailed
 from mitmdatakit.runtime import FlowRun, Services
+from tests.unit.addon_support import DK, upstream_response
+from tests.unit.addon_support import make_flow as _make_flow
 
 # --------------------------------------------------------------------------- #
 # helpers

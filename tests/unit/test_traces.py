@@ -11,7 +11,6 @@ import pytest
 
 from tests.unit.addon_support import body_json, events, make_flow, node_status, upstream_response
 
-
 TRACED = """\
 debug: {debug}
 nodes:

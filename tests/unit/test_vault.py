@@ -9,8 +9,8 @@ import pytest
 
 from mitmdatakit.errors import ConfigError, VaultError
 from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo
-from mitmdatakit.ports import Ports, PortType
 from mitmdatakit.nodes.vault import VaultNode
+from mitmdatakit.ports import Ports, PortType
 from mitmdatakit.resources import resource_types
 from mitmdatakit.resources.vault import (
     VaultReference,
@@ -33,7 +33,7 @@ def vault(config, environ=None) -> VaultResource:
 
 def vault_node(resources) -> VaultNode:
     info = WorkflowInfo(name="t", source="wf.yaml", resources=resources, raw_resources={}, upstreams={})
-    return VaultNode(NodeSpec(name="vault", type="vault", index=-1, attrs={}), info)
+    return VaultNode(NodeSpec(name="vault", type="vault", index=None, attrs={}), info)
 
 
 def test_registered():

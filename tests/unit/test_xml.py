@@ -18,9 +18,9 @@ from mitmdatakit import xmljson
 from mitmdatakit.errors import ConfigError, NodeError
 from mitmdatakit.nodes import base
 from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo
-from mitmdatakit.ports import SELF, PortType
 from mitmdatakit.nodes.json_to_xml import JsonToXmlNode
 from mitmdatakit.nodes.xml_to_json import XmlToJsonNode
+from mitmdatakit.ports import SELF, PortType
 
 x2j = xmljson.xml_to_json
 j2x = xmljson.json_to_xml

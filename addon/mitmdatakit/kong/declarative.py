@@ -14,14 +14,17 @@ logged and left out (docs/kong.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..workflow import Workflow
+from ..workflow import RequestFacts, Workflow
 from .entities import Route, Service
 from .router import Router
+
+if TYPE_CHECKING:
+    from mitmproxy import http
 
 logger = logging.getLogger("mitmdatakit")
 
@@ -86,20 +89,18 @@ class RouterMatch:
     def router(self) -> Router:
         return self.declarative.router
 
-    def test(self, facts: Any) -> bool:
+    def test(self, facts: RequestFacts) -> bool:
         found = self.declarative.router.route_for(facts.flow)
         return found is not None and self.declarative.plugin_for_route.get(found.route.id) is self.workflow
 
-    def accepts(self, flow: Any) -> bool:
-        from ..workflow import RequestFacts
-
+    def accepts(self, flow: http.HTTPFlow) -> bool:
         return self.test(RequestFacts(flow))
 
-    def matched_route(self, flow: Any) -> dict[str, Any] | None:
+    def matched_route(self, flow: http.HTTPFlow) -> dict[str, Any] | None:
         found = self.declarative.router.route_for(flow)
         return dict(found.route.entity) if found else None
 
-    def matched_service(self, flow: Any) -> dict[str, Any] | None:
+    def matched_service(self, flow: http.HTTPFlow) -> dict[str, Any] | None:
         found = self.declarative.router.route_for(flow)
         return dict(found.route.service.entity) if found and found.route.service else None
 
@@ -125,7 +126,11 @@ def _list(doc: Mapping[str, Any], key: str, source: str, where: str) -> list[Map
     return value
 
 
-def load_declarative(doc: Mapping[str, Any], source: str, load_plugin) -> Declarative:
+# (plugin entity without its scope keys, default workflow name) -> the workflow
+PluginLoader = Callable[[dict[str, Any], str], Workflow]
+
+
+def load_declarative(doc: Mapping[str, Any], source: str, load_plugin: PluginLoader) -> Declarative:
     """Build the router and workflows of a decK document. `load_plugin(doc,
     name)` loads one datakit plugin entity as a workflow (config.py's loader)."""
     version = str(doc.get(FORMAT_KEY))
@@ -155,7 +160,7 @@ def load_declarative(doc: Mapping[str, Any], source: str, load_plugin) -> Declar
     service_list = _list(doc, "services", source, "")
     for i, raw in enumerate(service_list):
         service = Service.build(raw, source, f"services.{i}")
-        for ref in {service.id, service.name} - {None}:
+        for ref in {ref for ref in (service.id, service.name) if ref is not None}:
             if ref in services:
                 raise ConfigError(f"duplicate service {ref!r}", file=source, field=f"services.{i}")
             services[ref] = service
@@ -194,7 +199,7 @@ def load_declarative(doc: Mapping[str, Any], source: str, load_plugin) -> Declar
     declarative = Declarative(source, router, [], services=list({s.id: s for s in services.values()}.values()))
     not_run: list[str] = []
     ranked: list[tuple[_Plugin, Workflow]] = []
-    taken: dict[tuple, str] = {}
+    taken: dict[tuple[str | None, str | None], str] = {}
     for plugin in plugins:
         name = plugin.raw.get("name")
         if name != "datakit":

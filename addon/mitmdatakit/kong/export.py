@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..config import load_file, workflow_files
 from ..errors import ConfigError
@@ -75,7 +75,7 @@ def export(paths: Sequence[str], service_url: str) -> dict[str, Any]:
     return out
 
 
-def write(doc: dict[str, Any], output: str | None, out) -> None:
+def write(doc: dict[str, Any], output: str | None, out: TextIO) -> None:
     import yaml
 
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)

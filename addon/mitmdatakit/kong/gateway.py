@@ -21,7 +21,7 @@ from mitmproxy import http
 from ..hosts import CLIENT_HOST
 from .declarative import RouterMatch
 from .proxying import upstream_for
-from .router import Router, RouteMatch
+from .router import RouteMatch, Router
 
 logger = logging.getLogger("mitmdatakit")
 
@@ -43,7 +43,7 @@ class KongGateway:
         self.routers: list[Router] = []
         self.answer_no_route = answer_no_route
         # flow id -> the request's destination before the workflow ran
-        self._before: dict[str, tuple] = {}
+        self._before: dict[str, tuple[str, str, int, str, str | None]] = {}
 
     def use(self, workflows: Iterable[Any]) -> None:
         self.routers = routers_of(workflows)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..codecs import normalize_path
 from ..errors import ConfigError
-from ..hosts import normalize_host, request_host
+from ..hosts import normalize_host, request_host, wildcard_host_test
 from .entities import Route
 
 _LUA_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
@@ -105,13 +105,7 @@ class _Candidate:
 def _host_test(pattern: str) -> Callable[[str], bool]:
     """Exact, `*.example.com` (any depth) or `example.*` (traditional.md,
     "Using wildcard hostnames")."""
-    if pattern.startswith("*."):
-        suffix = pattern[1:]
-        return lambda host: host.endswith(suffix) and len(host) > len(suffix)
-    if pattern.endswith(".*"):
-        prefix = pattern[:-1]
-        return lambda host: host.startswith(prefix) and len(host) > len(prefix)
-    return lambda host: host == pattern
+    return wildcard_host_test(pattern) or (lambda host: host == pattern)
 
 
 def _value_test(value: str) -> Callable[[str], bool]:
@@ -130,7 +124,8 @@ class Router:
         self.routes = list(routes)
         candidates = []
         for route in self.routes:
-            for path in route.paths or [None]:
+            paths: Sequence[str | None] = route.paths or [None]  # a route without paths matches any path
+            for path in paths:
                 candidates.append(_Candidate(route, path, source))
         # stable: equal keys keep file order
         self._candidates = sorted(candidates, key=lambda c: c.key, reverse=True)

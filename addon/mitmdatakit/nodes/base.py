@@ -35,7 +35,7 @@ class NodeSpec:
 
     name: str
     type: str
-    index: int  # position in `nodes` counted from 1, as Kong shows it (implicit nodes: -1, see Node.declared)
+    index: int | None  # position in `nodes` counted from 1, as Kong shows it; None for an implicit node
     attrs: Mapping[str, Any]  # everything but name/type/input(s)/output(s)
     source: str = "<memory>"  # the workflow file, for error messages
     connections: Mapping[str, Any] = field(default_factory=dict)  # input(s)/output(s) as written

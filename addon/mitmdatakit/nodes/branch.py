@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from ..codecs import json_type
 from ..context import NodeContext
@@ -22,7 +23,7 @@ NAME_LIST = {
 class BranchNode(Node):
     type_name = "branch"
     gates_control = True
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "then": {**NAME_LIST, "description": "Nodes that may run when the input is true."},
             "else": {**NAME_LIST, "description": "Nodes that may run when the input is false."},

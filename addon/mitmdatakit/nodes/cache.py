@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from ..context import NodeContext
 from ..errors import CacheBackendError, NodeError
@@ -48,7 +49,7 @@ DEFAULT_TTL = 300
 @register
 class CacheNode(Node):
     type_name = "cache"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "ttl": {"type": "integer", "minimum": 0},
             "bypass_on_error": {"type": "boolean"},

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from ..context import NodeContext
 from ..ports import Ports, PortType
@@ -13,7 +14,7 @@ from .base import Node, NodeSpec, WorkflowInfo, register
 class ExitNode(Node):
     type_name = "exit"
     writes = "response"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "status": {"type": "integer", "minimum": 200, "maximum": 599, "default": 200, "description": "HTTP status of the answer."},
             "warn_headers_sent": {"type": "boolean", "description": "Log a warning when a response was already started."},

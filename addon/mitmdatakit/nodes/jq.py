@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, ClassVar
 
 import jq
 
 from ..context import NodeContext
 from ..errors import JqError, JqTimeout, JqWorkerFailed, NodeError
 from ..jq_bounds import INPUT_LIMIT, SLOW_RUN_SECONDS, SLOW_RUNS_TO_DEMOTE, is_bounded
-from ..jq_worker import first_line
 from ..jq_pool import DEFAULT_TIMEOUT_MS, JqPool
+from ..jq_worker import first_line
 from ..ports import SELF, Ports, PortType
 from .base import Node, NodeSpec, WorkflowInfo, register
 
@@ -38,7 +38,7 @@ _TO_JSON_ASCII = json.JSONEncoder(allow_nan=False).encode
 @register
 class JqNode(Node):
     type_name = "jq"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "jq": {"type": "string", "minLength": 1, "maxLength": 10240, "description": "The jq filter."},
         },

@@ -9,28 +9,27 @@ sets no Content-Type (Kong 3.13.0.10).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .. import xmljson
 from ..codecs import TypedText
 from ..context import NodeContext
 from ..errors import NodeError
 from ..ports import SELF, Ports, PortType
+from ._xml_naming import NAMING_SCHEMA, check_naming, naming_options
 from .base import Node, NodeSpec, WorkflowInfo, register
 
 XML_MEDIA_TYPE = "application/xml"
-_NAME = {"type": "string", "minLength": 1, "maxLength": 32}
 
 
 @register
 class JsonToXmlNode(Node):
     type_name = "json_to_xml"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "root_element_name": {"type": "string", "minLength": 1, "maxLength": 64},
-            "attributes_block_name": _NAME,
-            "attributes_name_prefix": _NAME,
-            "text_block_name": {**_NAME, "default": "#text"},
+            **NAMING_SCHEMA,
         },
         "required": [],
     }
@@ -39,21 +38,14 @@ class JsonToXmlNode(Node):
         super().__init__(spec, workflow)
         self.options: dict[str, Any] = {
             "root_element_name": self.attr("root_element_name", "root"),
-            "attributes_block_name": self.attr("attributes_block_name"),
-            "attributes_name_prefix": self.attr("attributes_name_prefix"),
-            "text_block_name": self.attr("text_block_name", "#text"),
+            **naming_options(self),
         }
         if not xmljson.check_name(self.options["root_element_name"]):
             raise self.config_error(
                 f"{self.options['root_element_name']!r} is not a valid XML element name",
                 field="root_element_name",
             )
-        if self.options["attributes_block_name"] == self.options["text_block_name"]:
-            raise self.config_error(
-                "attributes_block_name and text_block_name must differ "
-                f"(both are {self.options['text_block_name']!r})",
-                field="attributes_block_name",
-            )
+        check_naming(self, self.options)
 
     def input_ports(self) -> Ports:
         return Ports(self_type=PortType.ANY)

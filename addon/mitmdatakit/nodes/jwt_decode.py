@@ -5,7 +5,8 @@ Never use its output for authorization decisions; that is `jwt_verify`'s job.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .. import jwtkit
 from ..context import NodeContext
@@ -17,7 +18,7 @@ from .base import Node, NodeSpec, WorkflowInfo, register
 @register
 class JwtDecodeNode(Node):
     type_name = "jwt_decode"
-    schema = {"properties": {}, "required": []}
+    schema: ClassVar[Mapping[str, Any]] = {"properties": {}, "required": []}
 
     def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)

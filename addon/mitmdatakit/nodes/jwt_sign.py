@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import jwtkit
 from ..context import NodeContext
@@ -15,7 +15,7 @@ from .base import Node, NodeSpec, WorkflowInfo, register
 @register
 class JwtSignNode(Node):
     type_name = "jwt_sign"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "algorithm": {"type": "string", "enum": list(jwtkit.ALGORITHMS)},
             "expires_in": {"type": "integer"},  # Kong allows any integer

@@ -6,7 +6,8 @@ token is never checked against an asymmetric key, `alg: none` never passes.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .. import jwtkit
 from ..context import NodeContext
@@ -20,7 +21,7 @@ _STRING_LIST = {"type": "array", "items": {"type": "string"}}
 @register
 class JwtVerifyNode(Node):
     type_name = "jwt_verify"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "allowed_algorithms": {
                 "type": "array",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from ..codecs import json_type
 from ..context import NodeContext
 from ..errors import NodeError
-from ..properties import FAMILIES, PROPERTIES, lookup, refused_option
 from ..ports import SELF, Phase, Ports, PortType
+from ..properties import FAMILIES, PROPERTIES, lookup, refused_option
 from .base import Node, NodeSpec, WorkflowInfo, register
 
 CONTENT_TYPES = ("application/json", "application/octet-stream", "text/plain")
@@ -18,7 +19,7 @@ CONTENT_TYPES = ("application/json", "application/octet-stream", "text/plain")
 @register
 class PropertyNode(Node):
     type_name = "property"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "property": {"type": "string", "minLength": 1, "maxLength": 255, "description": "The property name, e.g. kong.ctx.shared.user."},
             "content_type": {"enum": list(CONTENT_TYPES), "description": "application/json: decode on get, encode on set."},

@@ -6,24 +6,14 @@ from typing import Any
 
 from ..context import NodeContext
 from ..ports import Ports, PortType
-from .base import Node, register
+from ._message_writer import MessageWriterNode
+from .base import register
 
 
 @register
-class ResponseNode(Node):
+class ResponseNode(MessageWriterNode):
     type_name = "response"
-    implicit = True
-    partial_inputs = True
     writes = "response"
-
-    writes_body = True
-
-    def connected(self, inputs: frozenset[str]) -> None:
-        # "*": a node-wise input, which may carry a body
-        self.writes_body = bool(inputs & {"body", "*"})
-
-    def buffered_bodies(self) -> frozenset[str]:
-        return frozenset({"response"}) if self.writes_body else frozenset()
 
     def changes_client_response(self) -> bool:
         return True

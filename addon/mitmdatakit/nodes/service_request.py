@@ -8,25 +8,15 @@ from ..codecs import encode_query, write_message
 from ..context import NodeContext
 from ..errors import NodeError
 from ..ports import Phase, Ports, PortType
-from .base import Node, register
+from ._message_writer import MessageWriterNode
+from .base import register
 
 
 @register
-class ServiceRequestNode(Node):
+class ServiceRequestNode(MessageWriterNode):
     type_name = "service_request"
-    implicit = True
-    partial_inputs = True
     writes = "request"
     too_late = "the service request cannot depend on the service response"
-
-    writes_body = True
-
-    def connected(self, inputs: frozenset[str]) -> None:
-        # "*": a node-wise input, which may carry a body
-        self.writes_body = bool(inputs & {"body", "*"})
-
-    def buffered_bodies(self) -> frozenset[str]:
-        return frozenset({"request"}) if self.writes_body else frozenset()
 
     def max_phase(self) -> Phase:
         return Phase.REQUEST  # it is what gets proxied

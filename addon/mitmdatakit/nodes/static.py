@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from ..context import NodeContext
 from ..ports import Ports, PortType
@@ -12,7 +13,7 @@ from .base import Node, NodeSpec, WorkflowInfo, register
 @register
 class StaticNode(Node):
     type_name = "static"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "values": {"type": "object", "description": "The values; each key is an output port."},
         },

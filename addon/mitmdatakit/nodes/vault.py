@@ -7,7 +7,8 @@ runtime redacts its values in traces and logs.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from ..context import NodeContext
 from ..ports import Ports, PortType
@@ -18,7 +19,7 @@ from .base import Node, NodeSpec, WorkflowInfo, register
 class VaultNode(Node):
     type_name = "vault"
     implicit = True
-    schema = {"properties": {}}
+    schema: ClassVar[Mapping[str, Any]] = {"properties": {}}
 
     def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)

@@ -5,25 +5,23 @@ Conventions, the XPath subset and safety rules: see `mitmdatakit.xmljson`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .. import xmljson
 from ..context import NodeContext
 from ..errors import NodeError
 from ..ports import SELF, Ports, PortType
+from ._xml_naming import NAMING_SCHEMA, check_naming, naming_options
 from .base import Node, NodeSpec, WorkflowInfo, register
-
-_NAME = {"type": "string", "minLength": 1, "maxLength": 32}
 
 
 @register
 class XmlToJsonNode(Node):
     type_name = "xml_to_json"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
-            "attributes_block_name": _NAME,
-            "attributes_name_prefix": _NAME,
-            "text_block_name": {**_NAME, "default": "#text"},
+            **NAMING_SCHEMA,
             "text_as_property": {"type": "boolean", "default": False},
             "recognize_type": {"type": "boolean", "default": True},
             "xpath": {"type": "string", "minLength": 1, "maxLength": 256},
@@ -34,9 +32,7 @@ class XmlToJsonNode(Node):
     def __init__(self, spec: NodeSpec, workflow: WorkflowInfo) -> None:
         super().__init__(spec, workflow)
         self.options: dict[str, Any] = {
-            "attributes_block_name": self.attr("attributes_block_name"),
-            "attributes_name_prefix": self.attr("attributes_name_prefix"),
-            "text_block_name": self.attr("text_block_name", "#text"),
+            **naming_options(self),
             "text_as_property": bool(self.attr("text_as_property", False)),
             "recognize_type": bool(self.attr("recognize_type", True)),
             "xpath": self.attr("xpath"),
@@ -49,12 +45,7 @@ class XmlToJsonNode(Node):
                 "(where the element's attributes go)",
                 field="attributes_block_name",
             )
-        if self.options["attributes_block_name"] == self.options["text_block_name"]:
-            raise self.config_error(
-                "attributes_block_name and text_block_name must differ "
-                f"(both are {self.options['text_block_name']!r})",
-                field="attributes_block_name",
-            )
+        check_naming(self, self.options)
         if self.options["xpath"] is not None:
             try:
                 xmljson.check_xpath(self.options["xpath"])

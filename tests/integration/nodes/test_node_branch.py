@@ -4,7 +4,6 @@ Through a real mitmdump with real HTTP (the fixtures: conftest.py here)."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.harness import Reply

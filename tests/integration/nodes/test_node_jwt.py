@@ -15,7 +15,16 @@ import jwt as pyjwt
 import pytest
 
 from tests.harness import Reply
-from tests.integration.nodes._support import EC_KEY, HMAC_SECRET, OTHER_EC_KEY, OTHER_RSA_KEY, RSA_KEY, RSA_PUBLIC_PEM, TRACE, statuses
+from tests.integration.nodes._support import (
+    EC_KEY,
+    HMAC_SECRET,
+    OTHER_EC_KEY,
+    OTHER_RSA_KEY,
+    RSA_KEY,
+    RSA_PUBLIC_PEM,
+    TRACE,
+    statuses,
+)
 
 
 def _b64(data: bytes) -> str:
@@ -65,7 +74,7 @@ def test_jwt_verify_pem_accepts_a_valid_token(c, api):
 
 def _forgeries() -> dict[str, str]:
     valid = pyjwt.encode(_claims(), RSA_KEY, algorithm="RS256")
-    head, payload, sig = valid.split(".")
+    head, _payload, sig = valid.split(".")
     tampered_payload = _b64(json.dumps(_claims(sub="admin")).encode())
     return {
         "alg none": _raw_token({"alg": "none", "typ": "JWT"}, _claims(sub="admin"), lambda _: b""),

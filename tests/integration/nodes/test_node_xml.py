@@ -11,7 +11,6 @@ import pytest
 
 from tests.harness import Reply
 
-
 BOOKS = """<?xml version="1.0" encoding="UTF-8"?>
 <catalog>
   <book id="1" lang="en"><title>Dune</title><price>9.99</price><available>true</available></book>

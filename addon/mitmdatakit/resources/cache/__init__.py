@@ -57,7 +57,7 @@ naming it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import Resource, register
 from ..vault import vault_entities
@@ -67,6 +67,9 @@ from .memory import MEMORY_MAX_BYTES, MEMORY_MAX_ENTRIES, MemoryBackend, MemoryS
 from .redis import REDIS_KEY_PREFIX, RedisBackend, RedisOptions
 
 __all__ = [
+    "MEMORY_MAX_BYTES",
+    "MEMORY_MAX_ENTRIES",
+    "REDIS_KEY_PREFIX",
     "CacheBackendError",
     "CacheResource",
     "CacheValueError",
@@ -74,9 +77,6 @@ __all__ = [
     "MemoryStore",
     "RedisBackend",
     "RedisOptions",
-    "MEMORY_MAX_BYTES",
-    "MEMORY_MAX_ENTRIES",
-    "REDIS_KEY_PREFIX",
 ]
 
 
@@ -85,7 +85,7 @@ class CacheResource(Resource):
     """`resources.cache`; nodes call `await resource.get(key)` / `.set(...)`."""
 
     key = "cache"
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "type": ["object", "null"],
         "properties": {
             "strategy": {"enum": ["memory", "redis", None]},

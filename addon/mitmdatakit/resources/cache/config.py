@@ -13,8 +13,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, validators
 
-from ...errors import ConfigError
-from ...errors import VaultError
+from ...errors import ConfigError, VaultError
 from ..vault import looks_like_reference, resolve_value
 from .memory import DEFAULT_DICTIONARY
 from .redis import RedisOptions
@@ -161,7 +160,7 @@ class CacheConfig:
         if name is None:
             return DEFAULT_DICTIONARY
         self._check("host", name, "memory.dictionary_name")
-        return name
+        return str(name)  # a str: the check passed
 
     def _redis_config(self, redis: Any, resolve: bool) -> RedisOptions:
         opts = RedisOptions()

@@ -112,7 +112,7 @@ class MemoryBackend:
 
     async def get(self, key: str) -> tuple[bool, Any]:
         found, text = self.store.get(key)
-        if not found:
+        if not found or text is None:
             return False, None
         return True, decode_entry(text, key)
 

@@ -76,7 +76,6 @@ class RedisBackend:
             total = 2 * (options.connect_timeout + read) / 1000 + 0.5
         self._deadline = total
         # Import redis-py now (when the workflow loads), not on the first flow.
-        import redis.asyncio  # noqa: F401
         import redis.asyncio.connection  # noqa: F401
 
     # The client binds to the event loop it first runs in, so it is built
@@ -131,6 +130,7 @@ class RedisBackend:
                 **kwargs,
             )
             self._extra = [sentinel]
+            assert o.sentinel_master is not None  # the config check requires it with sentinel_nodes
             if o.sentinel_role == "master":
                 return sentinel.master_for(o.sentinel_master)
             return sentinel.slave_for(o.sentinel_master)
@@ -203,5 +203,5 @@ class RedisBackend:
         for c in closables:
             try:
                 await c.aclose()
-            except Exception as e:  # closing must not fail an unload
+            except Exception as e:  # noqa: BLE001 - closing must not fail an unload
                 log.debug("closing a redis cache connection failed: %s", e)
