@@ -37,8 +37,9 @@ READ_CHUNK = 1 << 16
 
 # Workers run at the proxy's priority (a niced worker is starved by the
 # proxy's own load: ordinary jq work would queue). A program still running
-# after DEMOTE_AFTER_S is reniced, so runaways yield the CPU to the proxy;
-# as niceness cannot be lowered again, that worker is retired afterwards.
+# after DEMOTE_AFTER_S is reniced (and, on Linux, put in SCHED_IDLE), so
+# runaways yield the CPU to the proxy; as that cannot be undone
+# unprivileged, the worker is retired afterwards.
 DEMOTE_AFTER_S = 0.1
 
 
@@ -103,8 +104,13 @@ class _Worker:
         try:
             os.setpriority(os.PRIO_PROCESS, self.proc.pid, NICENESS)
             self.demoted = True
+            # SCHED_IDLE (Linux): the runaway runs only when nothing else
+            # wants the CPU, so it cannot slow the proxy on a busy machine;
+            # lowering one's own priority needs no privilege
+            if hasattr(os, "SCHED_IDLE"):
+                os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
         except OSError:
-            pass  # already gone
+            pass  # already gone (or no SCHED_IDLE: the niceness stays)
     def _write(self) -> None:
         assert self.loop is not None  # set by start()
         try:
