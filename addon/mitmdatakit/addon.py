@@ -142,7 +142,7 @@ class Datakit(DatakitCommands):
 
     def running(self) -> None:
         self._is_running = True
-        self._add_restorer()
+        self._sync_restorer()
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
         if self._disconnect_watcher is None:
@@ -158,6 +158,21 @@ class Datakit(DatakitCommands):
         await self.engine.aclose()
         await self._close(self.workflows)
         await self.engine.services.aclose()
+
+    def _sync_restorer(self) -> None:
+        """The restorer costs every flow its hook calls: it is in mitmproxy's
+        chain only while a loaded workflow sends values derived from a
+        secret to the client (`Plan.secret_response_writes`), and leaves it
+        once none does and it holds no response."""
+        if not self._is_running:
+            return
+        needed = any(wf.plan.secret_response_writes for wf in self.engine.workflows)
+        if needed and self.engine.restorer is None:
+            if not self.restorer.active:  # removed before: mitmproxy called its done
+                self.restorer = ResponseRestorer()
+            self._add_restorer()
+        elif not needed and self._added_restorer and self.restorer.idle:
+            self._remove_restorer()
 
     def _add_restorer(self) -> None:
         """Append the restorer to the END of mitmproxy's chain, after Save,
@@ -246,6 +261,7 @@ class Datakit(DatakitCommands):
         old, self.engine.workflows = self.engine.workflows, workflows
         self.kong.use(workflows)
         self._place_kong()
+        self._sync_restorer()
         self.last_reload_error = None
         # old and new: a closing workflow may still log
         LOG_FILTER.use([s for wf in (*old, *workflows) for s in wf.secrets])

@@ -40,6 +40,11 @@ class ResponseRestorer:
         self.sending: dict[str, tuple[http.HTTPFlow, ScrubbedResponse]] = {}  # restored, to scrub once sent
         self.active = True  # in mitmproxy's chain (False once removed: nothing to scrub for)
 
+    @property
+    def idle(self) -> bool:
+        """Holds no response: it can leave mitmproxy's chain."""
+        return not (self.held or self.armed or self.sending)
+
     def hold(self, flow: http.HTTPFlow, scrubbed: ScrubbedResponse) -> None:
         """Datakit scrubbed this flow's response (in its request hook for an
         exit, in its response hook otherwise)."""

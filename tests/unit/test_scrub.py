@@ -264,3 +264,46 @@ def test_the_restorer_is_last_in_mitmproxy_chain_and_shared():
         assert not any(isinstance(a, ResponseRestorer) for a in tctx.master.addons.chain)
         # the sharer scrubs no more: nothing would restore its answers
         assert not second.engine.restorer.active
+
+
+async def test_the_restorer_is_in_the_chain_only_while_a_workflow_needs_it(tmp_path):
+    """Every addon in mitmproxy's chain costs every flow its hook calls: the
+    restorer joins when a loaded workflow sends a secret to the client and
+    leaves when none does."""
+    import os
+
+    from mitmproxy.addons import save
+    from mitmproxy.test import taddons
+
+    from mitmdatakit.addon import Datakit
+
+    os.environ["DK_RESTORER_TEST_TOKEN"] = "s3cr3t-token-value"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "wf.yaml").write_text("nodes:\n  - {name: E, type: exit, status: 200}\n")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "wf.yaml").write_text(
+        "resources:\n  vault:\n    token: '{vault://env/DK_RESTORER_TEST_TOKEN}'\n"
+        "nodes:\n  - {name: E, type: exit, status: 200, inputs: {body: vault.token}}\n"
+    )
+
+    def restorers(tctx) -> int:
+        return sum(isinstance(a, ResponseRestorer) for a in tctx.master.addons.chain)
+
+    dk = Datakit(default_config=str(plain))
+    with taddons.context(save.Save(), dk) as tctx:
+        tctx.configure(dk, datakit_config=str(plain))
+        dk.running()
+        assert restorers(tctx) == 0 and dk.engine.restorer is None
+        dk._config_path = str(secret)
+        assert dk.reload()
+        assert restorers(tctx) == 1 and dk.engine.restorer is not None and dk.engine.restorer.active
+        assert tctx.master.addons.chain[-1] is dk.restorer  # last: after Save
+        dk._config_path = str(plain)
+        assert dk.reload()
+        assert restorers(tctx) == 0 and dk.engine.restorer is None
+        dk._config_path = str(secret)
+        assert dk.reload()  # and back: a fresh restorer (mitmproxy called the old one's done)
+        assert restorers(tctx) == 1 and dk.engine.restorer.active
+        await dk.done()
