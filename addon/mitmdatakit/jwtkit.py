@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import jwt
 from cryptography import x509
@@ -362,18 +362,26 @@ def _checked_alg(alg: Any) -> str:
     return alg
 
 
+class ClaimRules(TypedDict, total=False):
+    """What `check_claims` checks (`verify` passes them on): issuers and
+    audiences allowed (empty: any), claims required, leeway in seconds,
+    whether exp and nbf are checked (default: both)."""
+
+    issuers: Iterable[str]
+    audiences: Iterable[str]
+    required_claims: Iterable[str]
+    leeway: float
+    validate_exp: bool
+    validate_nbf: bool
+
+
 def verify(
     token: Any,
     key: Any,
     *,
     allowed_algorithms: Iterable[str] = (),
-    issuers: Iterable[str] = (),
-    audiences: Iterable[str] = (),
-    required_claims: Iterable[str] = (),
-    leeway: float = 0,
-    validate_exp: bool = True,
-    validate_nbf: bool = True,
     now: float | None = None,
+    **rules: Unpack[ClaimRules],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify signature and claims; return (header, claims)."""
     compact = strip_bearer(token)
@@ -416,16 +424,7 @@ def verify(
             )
         raise JWTError("signature verification failed")
 
-    check_claims(
-        payload,
-        issuers=issuers,
-        audiences=audiences,
-        required_claims=required_claims,
-        leeway=leeway,
-        validate_exp=validate_exp,
-        validate_nbf=validate_nbf,
-        now=now,
-    )
+    check_claims(payload, now=now, **rules)
     return header, payload
 
 
@@ -457,19 +456,15 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
     return float(value)
 
 
-def check_claims(
-    claims: Mapping[str, Any],
-    *,
-    issuers: Iterable[str] = (),
-    audiences: Iterable[str] = (),
-    required_claims: Iterable[str] = (),
-    leeway: float = 0,
-    validate_exp: bool = True,
-    validate_nbf: bool = True,
-    now: float | None = None,
-) -> None:
+def check_claims(claims: Mapping[str, Any], *, now: float | None = None, **rules: Unpack[ClaimRules]) -> None:
     """Datakit's claim checks; raises `JWTError` on the first failure."""
     now = time.time() if now is None else now
+    issuers = rules.get("issuers", ())
+    audiences = rules.get("audiences", ())
+    required_claims = rules.get("required_claims", ())
+    leeway = rules.get("leeway", 0)
+    validate_exp = rules.get("validate_exp", True)
+    validate_nbf = rules.get("validate_nbf", True)
     # a leeway past every representable date changes nothing, and keeps a
     # huge configured one from overflowing float arithmetic
     leeway = min(leeway, 2 * MAX_NUMERIC_DATE)
