@@ -77,7 +77,7 @@ class ResponseRestorer:
             return  # killed in the response hook: mitmproxy sends nothing
         try:
             unexpected = scrubbed.restore(response)
-        except Exception:  # noqa: BLE001 - the answer still goes out, scrubbed
+        except Exception:
             logger.exception(
                 "Datakit: restoring the response for %s failed; the client gets the recorded values ([REDACTED]) [request_id %s]",
                 flow.request.method, flow.id,
@@ -106,7 +106,7 @@ class ResponseRestorer:
             return
         try:
             scrubbed.rescrub(flow.response)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("Datakit: scrubbing the sent response failed [request_id %s]", flow.id)
 
 
