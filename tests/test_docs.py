@@ -101,7 +101,7 @@ def test_readme_https_example_works_as_written(tmp_path):
         curl = [a.replace("certs/mitmproxy-ca-cert.pem", ca).replace("127.0.0.1:8080", f"127.0.0.1:{mitm.port}")
                 for a in shlex.split(request)]
         assert curl[0] == "curl" and "--cacert" in curl and ca in curl
-        done = subprocess.run(curl + ["--silent", "--show-error", "--max-time", "20"], capture_output=True, text=True, timeout=30)
+        done = subprocess.run([*curl, "--silent", "--show-error", "--max-time", "20"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr + mitm.log_tail()
     assert json.loads(done.stdout)["message"] == "Hello, world!"
 

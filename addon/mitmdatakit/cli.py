@@ -67,8 +67,8 @@ def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
                     extra = "" if r["enabled"] else ", disabled (enabled: false)"
                     out.write(f"ok    {r['file']}: workflow {r['workflow']!r}, {r['nodes']} node(s){extra}\n")
             else:
-                for e in r.get("errors") or [r]:
-                    out.write(f"error {e['text']}\n")
+                for error in r.get("errors") or [r]:
+                    out.write(f"error {error['text']}\n")
         checked = len([r for r in results if r.get("workflow") or not r["valid"]])
         out.write(f"{checked} file(s) checked, {len(invalid)} invalid\n")
     return EXIT_FAILED if invalid else EXIT_OK
@@ -112,7 +112,15 @@ def graph(path: str, fmt: str, out: TextIO, err: TextIO) -> int:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .offline import OfflineRunner, RequestError, UpstreamError, closing_workflows, load_request, load_response
+    from .offline import (
+        OfflineRunner,
+        RequestError,
+        RunResult,
+        UpstreamError,
+        closing_workflows,
+        load_request,
+        load_response,
+    )
 
     try:
         workflows = load_path(args.path)
@@ -126,7 +134,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"datakit run: {e}\n")
         return EXIT_USAGE
 
-    async def go():
+    async def go() -> RunResult:
         async with closing_workflows(workflows), OfflineRunner() as runner:
             return await runner.run(
                 workflows, flow, service_response=service_response, upstream=args.upstream, debug=args.trace,
@@ -150,7 +158,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .addon import default_config_path
     from .offline import OfflineRunner, closing_workflows
-    from .offline.replay import ReplayError, read_flows, replay_flows
+    from .offline.replay import ReplayError, ReplayReport, read_flows, replay_flows
 
     source = args.workflows or default_config_path()
     try:
@@ -164,7 +172,7 @@ def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"datakit replay: {e}\n")
         return EXIT_USAGE
 
-    async def go():
+    async def go() -> ReplayReport:
         async with closing_workflows(workflows), OfflineRunner() as runner:
             return await replay_flows(
                 workflows, flows, runner, source=args.flowfile, ignore_headers=args.ignore_header, debug=args.debug,

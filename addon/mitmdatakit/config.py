@@ -16,7 +16,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, overload
 
 import jsonschema
 
@@ -162,6 +162,16 @@ def load_text(text: str, source: str = "<memory>", default_name: str = "workflow
     return load_document(parse_text(text, source, is_json), source=source, default_name=default_name)
 
 
+@overload
+def load_document(doc: Any, source: str = ..., default_name: str = ..., *, errors: None = None) -> Workflow: ...
+
+
+@overload
+def load_document(
+    doc: Any, source: str = ..., default_name: str = ..., *, errors: list[ConfigError],
+) -> Workflow | None: ...
+
+
 def load_document(
     doc: Any, source: str = "<memory>", default_name: str = "workflow", *, errors: list[ConfigError] | None = None,
 ) -> Workflow | None:
@@ -291,10 +301,13 @@ def _schema_check(
 def _schema_error(error: jsonschema.ValidationError, source: str, prefix: str, where: Mapping[str, Any]) -> ConfigError:
     path = [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties":
-        extra = sorted(str(k) for k in set(error.instance) - set(error.schema.get("properties", {})))
+        # an object's check: its instance and schema are mappings
+        instance = error.instance if isinstance(error.instance, Mapping) else {}
+        properties = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
+        extra = sorted(str(k) for k in set(instance) - set(properties))
         if extra:
             path.append(extra[0])
-            known = ", ".join(sorted(error.schema.get("properties", {})))
+            known = ", ".join(sorted(properties))
             message = f"unknown attribute {extra[0]!r}" + (f" (known: {known})" if known else "")
         else:
             message = error.message
@@ -354,7 +367,7 @@ def _build_nodes(
 
 def _build_node(
     number: int, raw: Any, source: str, info: WorkflowInfo, prefix: str, seen: dict[str, int], errors: list[ConfigError] | None,
-) -> tuple[NodeSpec, Node, dict] | None:
+) -> tuple[NodeSpec, Node, dict[str, Any]] | None:
     types = node_types()
     # nodes are numbered from 1, as Kong's messages say "node #1"
     if not isinstance(raw, Mapping):

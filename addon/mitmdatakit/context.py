@@ -73,7 +73,10 @@ class NodeContext(Protocol):
 
     flow: http.HTTPFlow
     phase: Phase
-    services: NodeServices
+
+    @property
+    def services(self) -> NodeServices: ...  # read-only, so the scheduler's own `Services` fits
+
     client_response: ClientResponse  # the effects on the response the client gets
     # property stores: kong.ctx.shared.*, kong.ctx.plugin.*, kong.client.*
     ctx_shared: dict[str, Any]

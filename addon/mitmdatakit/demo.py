@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +103,8 @@ def start_apis(stack: ExitStack) -> dict[str, MockAPI]:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class Mitmdump:
@@ -246,7 +247,7 @@ def steps() -> list[Step]:
     ]
 
 
-def _declared_nodes(report: Any) -> int:
+def _declared_nodes(report: Mapping[str, Any]) -> int:
     """The workflow's own nodes in a trace report (Kong's trace also lists
     the implicit ones it used, each named as its type)."""
     return sum(1 for n in report.get("nodes", []) if n.get("name") not in IMPLICIT_NODES)
@@ -283,7 +284,7 @@ async def send_all(proxy: str, out: Callable[[str], None], c: Callable[[str, str
                 async with session.get(step.url, proxy=proxy, headers=step.headers or {}, timeout=aiohttp.ClientTimeout(total=20)) as resp:
                     raw = await resp.read()
                     status, headers = resp.status, {k.lower(): v for k, v in resp.headers.items()}
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientError) as e:
                 failures.append(f"[{n}] {step.title}: request failed: {e!r}")
                 out(c(RED, f"    request failed: {e!r}"))
                 continue

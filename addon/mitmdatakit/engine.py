@@ -17,8 +17,8 @@ from typing import Any
 from mitmproxy import http
 
 from .errors import CodecError, RunAborted, WorkflowFailed
-from .ports import Phase
 from .originals import client_request, keep_client_request, keep_upstream_response
+from .ports import Phase
 from .redaction import safe_url
 from .restore import ResponseRestorer
 from .runtime import FlowRun, Services
@@ -283,7 +283,7 @@ class Engine:
         if self.scrub_records:
             try:
                 scrub_request(run)
-            except Exception:  # noqa: BLE001 - a record must never cost the answer
+            except Exception:  # a record must never cost the answer
                 logger.exception("Datakit: scrubbing the recorded request of workflow %s failed", run.workflow.name)
 
     def _scrub_response(self, run: FlowRun) -> None:
@@ -297,7 +297,7 @@ class Engine:
         try:
             # a trace report sent to the client replaced the body (redacted)
             scrubbed = scrub_response(run, body=not (run.trace is not None and run.trace_to_client))
-        except Exception:  # noqa: BLE001 - left unscrubbed (scrub_response undoes a partial scrub)
+        except Exception:  # left unscrubbed (scrub_response undoes a partial scrub)
             logger.exception("Datakit: scrubbing the recorded response of workflow %s failed", run.workflow.name)
             return
         if scrubbed is not None:

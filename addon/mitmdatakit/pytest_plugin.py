@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import json as _json
+import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
 import pytest
 
@@ -50,13 +51,46 @@ if TYPE_CHECKING:
     from mitmproxy import http
 
     from .mock_api import MockAPI
-    from .offline import RunResult
+    from .offline import OfflineRunner, RunResult, WorkflowSource
     from .offline.replay import ReplayReport
     from .workflow import Workflow
 
 __all__ = ["DatakitRunner", "datakit", "datakit_mock_api"]
 
-_UNSET: Any = object()
+_UNSET = object()
+
+type HeaderSpec = Mapping[str, Any] | Sequence[Sequence[str]]
+"""Request headers: a mapping (a list value repeats a header) or [name, value] pairs."""
+
+
+class HasURL(Protocol):
+    """A server object given as `upstream=` (MockAPI, the tests' servers)."""
+
+    @property
+    def url(self) -> str: ...
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of `DatakitRunner.run` (see there)."""
+
+    headers: HeaderSpec | None
+    body: Any  # str/bytes as is, any other value JSON-encoded
+    json: Any
+    query: Mapping[str, Any] | None
+    http_version: str
+    client_ip: str
+    flow: http.HTTPFlow | None
+    upstream: str | bool | HasURL | None
+    service_response: Mapping[str, Any] | http.Response | None
+    trace: bool
+    debug: bool
+
+
+class ReplayOptions(TypedDict, total=False):
+    """The keyword arguments of `DatakitRunner.replay` besides `workflows`."""
+
+    ignore_headers: Iterable[str]
+    debug: bool
 
 
 class DatakitRunner:
@@ -67,13 +101,13 @@ class DatakitRunner:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._runner: Any = None
+        self._runner: OfflineRunner | None = None
         self._loaded: list[Workflow] = []
         self._lock = threading.Lock()
 
     # -- workflows ---------------------------------------------------------------
 
-    def load(self, workflow: Any, *, name: str = "workflow") -> list[Workflow]:
+    def load(self, workflow: WorkflowSource, *, name: str = "workflow") -> list[Workflow]:
         """Load a workflow (path, YAML/JSON text, mapping) with the addon's
         loader; raises `mitmdatakit.errors.ConfigError` when it is invalid.
         Pass the result to `run` to reuse it (its memory cache and pooled
@@ -84,18 +118,27 @@ class DatakitRunner:
         self._loaded.extend(workflows)
         return workflows
 
-    def _workflows(self, workflow: Any) -> list[Workflow]:
+    def _workflows(self, workflow: WorkflowSource) -> list[Workflow]:
         from .workflow import Workflow
 
         if isinstance(workflow, Workflow):
             return [workflow]
-        if isinstance(workflow, list) and all(isinstance(w, Workflow) for w in workflow):
-            return workflow
+        if isinstance(workflow, list):
+            loaded = [w for w in workflow if isinstance(w, Workflow)]
+            if len(loaded) == len(workflow):  # loaded already
+                return loaded
         return self.load(workflow)
+
+    def _offline_runner(self) -> OfflineRunner:
+        runner = self._runner
+        assert runner is not None, "made with the loop (_ensure_loop) the runs are scheduled on"
+        return runner
 
     # -- running -----------------------------------------------------------------
 
-    def run(self, workflow: Any, method: str = "GET", url: str = "http://localhost/", **kwargs: Any) -> RunResult:
+    def run(
+        self, workflow: WorkflowSource, method: str = "GET", url: str = "http://localhost/", **kwargs: Unpack[RunOptions],
+    ) -> RunResult:
         """Run `workflow` on one request and wait for the result.
 
         Request: `method`, `url`, `headers` (mapping; a list value repeats a
@@ -118,26 +161,28 @@ class DatakitRunner:
         self._refuse_in_loop("run", "arun")
         return asyncio.run_coroutine_threadsafe(self._run(workflow, method, url, **kwargs), self._ensure_loop()).result()
 
-    async def arun(self, workflow: Any, method: str = "GET", url: str = "http://localhost/", **kwargs: Any) -> RunResult:
+    async def arun(
+        self, workflow: WorkflowSource, method: str = "GET", url: str = "http://localhost/", **kwargs: Unpack[RunOptions],
+    ) -> RunResult:
         """`run` for async tests: awaits the run without blocking your loop."""
         future = asyncio.run_coroutine_threadsafe(self._run(workflow, method, url, **kwargs), self._ensure_loop())
         return await asyncio.wrap_future(future)
 
     async def _run(
         self,
-        workflow: Any,
+        workflow: WorkflowSource,
         method: str,
         url: str,
         *,
-        headers: Any = None,
+        headers: HeaderSpec | None = None,
         body: Any = None,
         json: Any = _UNSET,
         query: Mapping[str, Any] | None = None,
         http_version: str = "HTTP/1.1",
         client_ip: str = "127.0.0.1",
         flow: http.HTTPFlow | None = None,
-        upstream: Any = None,
-        service_response: Any = None,
+        upstream: str | bool | HasURL | None = None,
+        service_response: Mapping[str, Any] | http.Response | None = None,
         trace: bool = True,
         debug: bool = False,
     ) -> RunResult:
@@ -158,15 +203,21 @@ class DatakitRunner:
             service_response = build_response(service_response)
         elif service_response is not None and not isinstance(service_response, http.Response):
             raise TypeError("service_response must be a mapping {status, headers, body} or a mitmproxy.http.Response")
-        if upstream is not None and not isinstance(upstream, (str, bool)):
-            upstream = getattr(upstream, "url", upstream)
-        return await self._runner.run(
-            workflows, flow, service_response=service_response, upstream=upstream, trace=trace, debug=debug,
+        target: str | bool | None
+        if upstream is None or isinstance(upstream, (str, bool)):
+            target = upstream
+        else:  # a server object: its URL
+            found = getattr(upstream, "url", upstream)
+            target = found if found is None or isinstance(found, (str, bool)) else str(found)
+        return await self._offline_runner().run(
+            workflows, flow, service_response=service_response, upstream=target, trace=trace, debug=debug,
         )
 
     # -- replaying recorded traffic ----------------------------------------------
 
-    def replay(self, flowfile: Any, *, workflows: Any, ignore_headers: Any = (), debug: bool = False) -> ReplayReport:
+    def replay(
+        self, flowfile: str | os.PathLike[str], *, workflows: WorkflowSource, ignore_headers: Iterable[str] = (), debug: bool = False,
+    ) -> ReplayReport:
         """Replay every HTTP flow of a mitmproxy flow file (`mitmdump -w`)
         through `workflows`, as `datakit replay` does; returns a
         `ReplayReport`: `.flows` (each with `.outcome`, `.changed`, `.diff`),
@@ -176,23 +227,29 @@ class DatakitRunner:
         coro = self._replay(flowfile, workflows, ignore_headers, debug)
         return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()).result()
 
-    async def areplay(self, flowfile: Any, *, workflows: Any, ignore_headers: Any = (), debug: bool = False) -> ReplayReport:
+    async def areplay(
+        self, flowfile: str | os.PathLike[str], *, workflows: WorkflowSource, ignore_headers: Iterable[str] = (), debug: bool = False,
+    ) -> ReplayReport:
         """`replay` for async tests."""
         future = asyncio.run_coroutine_threadsafe(self._replay(flowfile, workflows, ignore_headers, debug), self._ensure_loop())
         return await asyncio.wrap_future(future)
 
-    def assert_replay_unchanged(self, flowfile: Any, *, workflows: Any, **kwargs: Any) -> ReplayReport:
+    def assert_replay_unchanged(
+        self, flowfile: str | os.PathLike[str], *, workflows: WorkflowSource, **kwargs: Unpack[ReplayOptions],
+    ) -> ReplayReport:
         """`replay`, then fail the test with the diff when any flow changed."""
         report = self.replay(flowfile, workflows=workflows, **kwargs)
         report.assert_unchanged()
         return report
 
-    async def _replay(self, flowfile: Any, workflows: Any, ignore_headers: Any, debug: bool) -> ReplayReport:
+    async def _replay(
+        self, flowfile: str | os.PathLike[str], workflows: WorkflowSource, ignore_headers: Iterable[str], debug: bool,
+    ) -> ReplayReport:
         from .offline.replay import read_flows, replay_flows
 
         flows = read_flows(flowfile)
         return await replay_flows(
-            self._workflows(workflows), flows, self._runner, source=str(flowfile), ignore_headers=ignore_headers, debug=debug,
+            self._workflows(workflows), flows, self._offline_runner(), source=str(flowfile), ignore_headers=ignore_headers, debug=debug,
         )
 
     @staticmethod
@@ -227,7 +284,7 @@ class DatakitRunner:
             from .offline import closing_workflows
 
             async with closing_workflows(self._loaded):
-                await self._runner.aclose()
+                await self._offline_runner().aclose()
 
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
@@ -244,18 +301,24 @@ class DatakitRunner:
         self.close()
 
 
-def _has_header(headers: Any, name: str) -> bool:
+def _has_header(headers: HeaderSpec | None, name: str) -> bool:
     if isinstance(headers, Mapping):
         return any(str(k).lower() == name for k in headers)
     return any(str(k).lower() == name for k, _ in headers or ())
 
 
-def _with_header(headers: Any, name: str, value: str) -> Any:
+def _with_header(headers: HeaderSpec | None, name: str, value: str) -> HeaderSpec:
     if headers is None:
         return {name: value}
     if isinstance(headers, Mapping):
         return {**headers, name: value}
     return [*headers, (name, value)]
+
+
+class MockAPIFactory(Protocol):
+    """What the `datakit_mock_api` fixture gives: makes and starts a `MockAPI`."""
+
+    def __call__(self, port: int = 0, name: str = "mock-api") -> MockAPI: ...
 
 
 @pytest.fixture
@@ -266,7 +329,7 @@ def datakit() -> Iterator[DatakitRunner]:
 
 
 @pytest.fixture
-def datakit_mock_api() -> Iterator[Callable[..., MockAPI]]:
+def datakit_mock_api() -> Iterator[MockAPIFactory]:
     """Factory of local HTTP APIs on 127.0.0.1: `api = datakit_mock_api()`,
     then `api.route(METHOD, PATH, json=..., status=..., headers=..., delay=...)`,
     `api.url`, `api.requests`. Stopped after the test."""
@@ -275,6 +338,7 @@ def datakit_mock_api() -> Iterator[Callable[..., MockAPI]]:
     with ExitStack() as started:  # stops them in reverse order
 
         def make(port: int = 0, name: str = "mock-api") -> MockAPI:
-            return started.enter_context(MockAPI(port=port, name=name))
+            api: MockAPI = started.enter_context(MockAPI(port=port, name=name))
+            return api
 
         yield make

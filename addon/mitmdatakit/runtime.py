@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .bodies import DEFAULT_LIMIT
@@ -21,8 +21,9 @@ from .client_response import ClientResponse
 from .codecs import json_type
 from .errors import NodeError, RunAborted, WorkflowFailed
 from .http_clients import CALLS, HttpClients
-from .nodes.base import Skip
+from .nodes.base import Outputs, Skip
 from .ports import SELF, Phase, PortType
+from .taint import strings
 from .trace import (
     NODE_CANCELED,
     NODE_COMPLETE,
@@ -35,11 +36,12 @@ from .trace import (
     Redactor,
     Trace,
 )
-from .taint import strings
 
 if TYPE_CHECKING:
     import aiohttp
     from mitmproxy import http
+    from mitmproxy.options import Options
+    from mitmproxy.optmanager import OptManager
 
     from .workflow import Workflow
 
@@ -86,11 +88,11 @@ class Services:
         for key, resource in shared.items():
             try:
                 await resource.aclose()
-            except Exception:  # noqa: BLE001 - close the others anyway
+            except Exception:  # close the others anyway
                 logger.exception("Datakit: closing %s failed", key)
 
 
-_DEFAULT_OPTIONS: Any = None
+_DEFAULT_OPTIONS: Options | None = None
 
 
 def _default_option(name: str) -> Any:
@@ -103,9 +105,9 @@ def _default_option(name: str) -> Any:
     return option_value(_DEFAULT_OPTIONS, name)
 
 
-def option_value(options: Any, name: str) -> Any:
+def option_value(options: OptManager | None, name: str) -> Any:
     """A mitmproxy option's current value, read through the public API;
-    KeyError for a name no addon declared."""
+    KeyError for a name no addon declared (or no options: outside mitmproxy)."""
     try:
         return getattr(options, name)
     except AttributeError:
@@ -149,13 +151,13 @@ class FlowRun:
         self.consumer: Any = None
         self.credential: Any = None
         self.client_request: tuple[str, int, str] | None = None  # before a property retargeted the upstream
-        self._tasks: dict[asyncio.Task, int] = {}
-        self._cancelled: list[asyncio.Task] = []
+        self._tasks: dict[asyncio.Task[Outputs], int] = {}
+        self._cancelled: list[asyncio.Task[Outputs]] = []
         # Finished node tasks, in completion order, and the future that
         # wakes run_phase when one finishes. Cheaper than asyncio.wait(),
         # which re-registers a callback on every pending task at each wake
         # (O(n) per completion, O(n^2) for a fan-out of n calls).
-        self._finished: deque[asyncio.Task] = deque()
+        self._finished: deque[asyncio.Task[Outputs]] = deque()
         self._wakeup: asyncio.Future[None] | None = None
         self.aborted: str | None = None  # why the run was given up, if it was
 
@@ -211,7 +213,7 @@ class FlowRun:
             await self.cancel()
             raise
 
-    def _task_done(self, task: asyncio.Task) -> None:
+    def _task_done(self, task: asyncio.Task[Outputs]) -> None:
         """Done-callback of every node task: queue it and wake run_phase."""
         self._finished.append(task)
         wakeup = self._wakeup
@@ -265,7 +267,7 @@ class FlowRun:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for task, i in list(self._tasks.items()):
+        for i in list(self._tasks.values()):
             self._set(i, NODE_CANCELED, "cancel")
         self._tasks.clear()
 
@@ -284,8 +286,9 @@ class FlowRun:
         for i, node in enumerate(self.plan.nodes):
             # implicit nodes too: Kong lists `request` beside the declared ones
             entry = {"name": node.name, "type": node.type_name, "status": self.status[i]}
-            if self.errors[i] is not None:
-                entry["error"] = self.errors[i]
+            error = self.errors[i]
+            if error is not None:
+                entry["error"] = error
             nodes.append(entry)
         return self.trace.report(PLAN_ERROR if self.failure else PLAN_COMPLETE, nodes)
 
@@ -320,7 +323,7 @@ class FlowRun:
         node = self.plan.nodes[i]
         plan = self.plan
         types = sources = None
-        secret: Any = ()
+        secret: Container[str] = ()
         if values:
             ports = node.output_ports() if outputs else node.input_ports()
             types = {k: str(t) for k in values if (t := ports.type_of(k)) is not None}
@@ -385,7 +388,7 @@ class FlowRun:
                 self._resume(i)
                 try:
                     self._complete(i, task.result(), ready)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     if self.status[i] == NODE_RUNNING:
                         self._fail(i, e)
                     raise
@@ -395,8 +398,7 @@ class FlowRun:
         else:
             self._complete(i, result, ready)
 
-    def _complete(self, i: int, result: Any, ready: deque[int]) -> None:
-        node = self.plan.nodes[i]
+    def _complete(self, i: int, result: Outputs | None, ready: deque[int]) -> None:
         skip: frozenset[str] = frozenset()
         if isinstance(result, Skip):
             skip = result.skip
@@ -419,7 +421,6 @@ class FlowRun:
     def _skip(self, j: int, ready: deque[int]) -> None:
         if self.status[j] != NODE_PENDING:
             return
-        node = self.plan.nodes[j]
         self.status[j] = NODE_SKIPPED
         if self.trace is not None:
             self._trace(j, "skip")
@@ -455,7 +456,7 @@ class FlowRun:
             self._set(j, NODE_CANCELED, "cancel")
         self._tasks.clear()
         for j, status in enumerate(self.status):
-            if status == NODE_PENDING or status == NODE_RUNNING:
+            if status in (NODE_PENDING, NODE_RUNNING):
                 # Kong: pending nodes get a `cancel` event too, without a duration
                 self._set(j, NODE_CANCELED, "cancel")
         # implicit nodes (response, service_request) have no position in `nodes`

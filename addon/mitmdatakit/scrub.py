@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from mitmproxy.http import Headers
+from mitmproxy.http import Headers, Request
 
 from .trace import NODE_COMPLETE, REDACTED
 
@@ -56,7 +56,7 @@ def scrub_message(message: http.Message, run: FlowRun, writes: Sequence[SecretWr
                     count += 1
             elif port == "headers" and isinstance(value, Mapping):
                 count += _scrub_headers(message, _names(value, keys))
-            elif port == "query" and isinstance(value, Mapping):
+            elif port == "query" and isinstance(value, Mapping) and isinstance(message, Request):  # a request's only
                 count += _scrub_query(message, _names(value, keys))
     return count
 
@@ -94,7 +94,7 @@ class ScrubbedResponse:
         self._swap(response, to_real=False)
 
     def _swap(self, response: http.Response, to_real: bool) -> list[str]:
-        def pick(pair: tuple[Any, Any]) -> tuple[Any, Any]:
+        def pick[T](pair: tuple[T, T]) -> tuple[T, T]:
             real, recorded = pair
             return (recorded, real) if to_real else (real, recorded)
 
@@ -169,7 +169,7 @@ def _scrub_headers(message: http.Message, names: set[str]) -> int:
     return count
 
 
-def _scrub_query(request: Any, names: set[str]) -> int:
+def _scrub_query(request: http.Request, names: set[str]) -> int:
     path, sep, query = request.path.partition("?")
     if not sep or not names:
         return 0
@@ -185,7 +185,7 @@ def _scrub_query(request: Any, names: set[str]) -> int:
     return count
 
 
-def _scrub_literal_headers(message: Any, run: FlowRun) -> int:
+def _scrub_literal_headers(message: http.Message, run: FlowRun) -> int:
     """The vault values themselves, wherever a header holds them (written
     outside the graph, e.g. through `kong.ctx`, or echoed by the upstream)."""
     redactor = run.workflow.redactor
@@ -201,7 +201,7 @@ def _scrub_literal_headers(message: Any, run: FlowRun) -> int:
     return count
 
 
-def _scrub_literal_secrets(request: Any, run: FlowRun) -> int:
+def _scrub_literal_secrets(request: http.Request, run: FlowRun) -> int:
     """The vault values in the request's headers and URL."""
     redactor = run.workflow.redactor
     if not redactor:

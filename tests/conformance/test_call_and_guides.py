@@ -19,7 +19,7 @@ import bcrypt
 import httpx
 import pytest
 
-from tests.conformance._support import INDEX, serve, workflow, write_workflows
+from tests.conformance._support import INDEX, workflow, write_workflows
 from tests.harness import Mitmdump, MockServer
 from tests.harness.clients import client
 from tests.harness.mock_server import Reply

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -23,8 +23,8 @@ from ..codecs import (
 from ..context import NodeContext
 from ..errors import BodyDecodeError, BodyTooLarge, NodeError
 from ..header_policy import writable_headers
-from ..urls import http_url
 from ..ports import Ports, PortType
+from ..urls import http_url
 from .base import Node, NodeSpec, WorkflowInfo, register
 
 DEFAULT_TIMEOUT_MS = 60_000
@@ -36,7 +36,7 @@ _CALL_OWNED = ("host",)
 class CallNode(Node):
     type_name = "call"
     traces_dispatch = True
-    schema = {
+    schema: ClassVar[Mapping[str, Any]] = {
         "properties": {
             "url": {"type": "string", "minLength": 1, "description": "The URL to call (the `url` input overrides it)."},
             "method": {
@@ -146,12 +146,13 @@ class CallNode(Node):
                 content = await _read_bounded(resp, ctx.services.body_size_limit, f"the response of {_safe(url)}")
                 status = resp.status
                 resp_headers = decode_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise NodeError(f"call to {_safe(url)} timed out after {self.timeout.total:g} s") from None
         except aiohttp.ClientError as e:
             raise NodeError(f"call to {_safe(url)} failed: {type(e).__name__}: {e}") from None
 
-        content_type = resp_headers.get("content-type") if isinstance(resp_headers.get("content-type"), str) else None
+        found = resp_headers.get("content-type")
+        content_type = found if isinstance(found, str) else None  # repeated: none applies
         if not 200 <= status < 300:
             # Kong's message (index.md, "Making node execution errors
             # visible"); the trace's `fail` event shows the answer

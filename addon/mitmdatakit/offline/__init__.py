@@ -24,7 +24,7 @@ The entry points:
 - `load_workflows(source)`: a path, YAML/JSON text, a mapping, or Workflows.
 """
 
-from .files import load_request, load_response, load_workflows
+from .files import WorkflowSource, load_request, load_response, load_workflows
 from .messages import DEFAULT_LISTEN_PORT, RequestError, build_flow, build_response, request_flow
 from .results import Message, RunResult, message_json
 from .runner import OfflineRunner, UpstreamError, closing_workflows
@@ -36,6 +36,7 @@ __all__ = [
     "RequestError",
     "RunResult",
     "UpstreamError",
+    "WorkflowSource",
     "build_flow",
     "build_response",
     "closing_workflows",

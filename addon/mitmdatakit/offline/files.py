@@ -17,7 +17,11 @@ from ..summary import METADATA_KEY
 from ..workflow import Workflow
 from .messages import RequestError, build_flow, build_response, request_flow
 
-__all__ = ["load_request", "load_response", "load_workflows"]
+__all__ = ["WorkflowSource", "load_request", "load_response", "load_workflows"]
+
+type WorkflowSource = Workflow | str | os.PathLike[str] | Mapping[str, Any] | Sequence[WorkflowSource]
+"""What `load_workflows` takes: a path, YAML/JSON text, a parsed document,
+a loaded workflow, or a list of these."""
 
 
 def _read_description(path: Path) -> Any | None:
@@ -73,7 +77,7 @@ def load_request(arg: str | os.PathLike[str]) -> http.HTTPFlow:
     found = _description_or_flow(path)
     if not isinstance(found, http.HTTPFlow):
         return request_flow(found, where=str(path))
-    flow = found.copy()  # a fresh id: the request id of this run
+    flow: http.HTTPFlow = found.copy()  # a fresh id: the request id of this run
     flow.response = None
     flow.error = None
     flow.metadata.pop(METADATA_KEY, None)
@@ -96,7 +100,7 @@ def load_response(arg: str | os.PathLike[str]) -> http.Response:
     return found.response.copy()
 
 
-def load_workflows(source: Any, *, name: str = "workflow") -> list[Workflow]:
+def load_workflows(source: WorkflowSource, *, name: str = "workflow") -> list[Workflow]:
     """Workflows from a path (file or directory), YAML/JSON text, a parsed
     document (mapping), a Workflow, or a list of any of these. Raises
     ConfigError like the addon's loader."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from mitmproxy import connection, http
 from mitmproxy.connection import ConnectionState
+from mitmproxy.net.http import status_codes
 from mitmproxy.proxy.mode_specs import ProxyMode
 
 from ..codecs import encode_body, encode_query, header_lookup
@@ -130,6 +131,7 @@ def build_flow(
     version = _http_version(http_version)
     scheme = parts.scheme
     host = parts.hostname
+    assert host is not None  # http_url accepts only URLs with a host
     try:
         port = default_port(parts)
     except ValueError:
@@ -234,7 +236,7 @@ def build_response(spec: Mapping[str, Any], *, where: str = "service response") 
         status, (reason or "").encode() if reason else b"", _raw_fields(fields), content, _http_version(spec.get("http_version"))
     )
     if not reason:
-        response.reason = http.status_codes.RESPONSES.get(status, "")
+        response.reason = status_codes.RESPONSES.get(status, "")
     return response
 
 

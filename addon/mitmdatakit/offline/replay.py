@@ -117,7 +117,7 @@ def read_flows(path: str | os.PathLike[str]) -> list[http.HTTPFlow]:
 def _replay_flow(recorded: http.HTTPFlow) -> http.HTTPFlow:
     """A live flow with the client's request, as mitmproxy had it before
     any workflow ran; same id, so a request_id in a body stays the same."""
-    flow = recorded.copy()
+    flow: http.HTTPFlow = recorded.copy()
     flow.id = recorded.id
     flow.request = originals.client_request(recorded)
     flow.response = None

@@ -54,15 +54,16 @@ def message_json(message: http.Message) -> dict[str, Any]:
     return {"status": message.status_code, "headers": headers, **_body_json(message)}
 
 
-class Message:
-    """A read-only view of a request or response for assertions.
+class Message[M: http.Message]:
+    """A read-only view of a request or response for assertions (`method`,
+    `url`, `path` and `query` are a request's, `status` a response's).
 
     `headers` is mitmproxy's case-insensitive `Headers` (`h["Content-Type"]`,
     `h.get_all("x-multi")`); `content` the bytes; `text` the decoded text;
     `json()` the parsed JSON body; `body` the value as a Datakit node sees it
     (JSON for JSON content types, else text, None when empty)."""
 
-    def __init__(self, message: http.Message) -> None:
+    def __init__(self, message: M) -> None:
         self.message = message
 
     @property
@@ -89,35 +90,37 @@ class Message:
 
     # requests
     @property
-    def method(self) -> str:
-        return self.message.method  # type: ignore[union-attr]
+    def method(self: Message[http.Request]) -> str:
+        return self.message.method
 
     @property
-    def url(self) -> str:
-        return self.message.url  # type: ignore[union-attr]
+    def url(self: Message[http.Request]) -> str:
+        return self.message.url
 
     @property
-    def path(self) -> str:
+    def path(self: Message[http.Request]) -> str:
         """The path without the query."""
-        return self.message.path.split("?", 1)[0]  # type: ignore[union-attr]
+        return self.message.path.split("?", 1)[0]
 
     @property
-    def query(self) -> dict[str, Any]:
+    def query(self: Message[http.Request]) -> dict[str, Any]:
         """The decoded query (Datakit's query map: repeated keys as lists)."""
-        path = self.message.path  # type: ignore[union-attr]
+        path = self.message.path
         return decode_query(path.split("?", 1)[1] if "?" in path else "")
 
     # responses
     @property
-    def status(self) -> int:
-        return self.message.status_code  # type: ignore[union-attr]
+    def status(self: Message[http.Response]) -> int:
+        return self.message.status_code
 
     status_code = status
 
     def __repr__(self) -> str:
-        if isinstance(self.message, http.Request):
-            return f"<request {self.method} {self.url}>"
-        return f"<response {self.status} {len(self.content)} bytes>"
+        message = self.message
+        if isinstance(message, http.Request):
+            return f"<request {message.method} {message.url}>"
+        assert isinstance(message, http.Response)
+        return f"<response {message.status_code} {len(self.content)} bytes>"
 
 
 @dataclass
@@ -138,8 +141,8 @@ class RunResult:
 
     flow: http.HTTPFlow
     workflow: str | None = None
-    service_request: Message | None = None
-    response: Message | None = None
+    service_request: Message[http.Request] | None = None
+    response: Message[http.Response] | None = None
     exited: bool = False
     failed: bool = False
     error: str | None = None
@@ -179,7 +182,7 @@ class RunResult:
             out = run.redactor().value(out)
         return out
 
-    def _shown(self, message: Message, redact: bool) -> dict[str, Any]:
+    def _shown(self, message: Message[http.Request] | Message[http.Response], redact: bool) -> dict[str, Any]:
         run = self.run
         if not redact or run is None:
             return message.to_dict()
