@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 from mitmproxy import http
 
-from mitmdatakit.addon import Datakit
 from mitmdatakit.config import load_text
 from mitmdatakit.errors import ConfigError, WorkflowFailed
 from mitmdatakit.ports import Phase
 from mitmdatakit.properties import FAMILIES, PROPERTIES
 from mitmdatakit.runtime import FlowRun, Services
-from tests.unit.addon_support import DK, upstream_response
+from tests.unit.addon_support import DK, active_runs, body_json, upstream_response
 from tests.unit.addon_support import make_flow as _make_flow
 
 # --------------------------------------------------------------------------- #
@@ -37,17 +36,6 @@ def make_flow(path: str = "/path", **kw: Any) -> http.HTTPFlow:
     flow.client_conn.sockname = ("127.0.0.1", 8080)
     flow.client_conn.timestamp_tls_setup = None
     return flow
-
-
-def active_runs(addon: Datakit) -> dict[str, Any]:
-    """The addon's in-progress runs by flow id (kept by its engine)."""
-    engine = getattr(addon, "engine", None)
-    return engine.runs if engine is not None else addon.runs
-
-
-def body_json(flow: http.HTTPFlow) -> Any:
-    assert flow.response is not None
-    return json.loads(flow.response.content)
 
 
 def get_workflow(props: dict[str, str], extra: str = "", top: str = "") -> str:
