@@ -71,6 +71,11 @@ def workflows(api: str) -> dict[str, dict[str, Any]]:
         "hdr-robust": w("hdr-robust", [
             {"name": "ADD_HEADERS", "type": "jq", "input": "request.headers", "output": "service_request.headers",
              "jq": 'with_entries(.key |= ascii_downcase)\n| {"X-Extra": ( .["x-extra"] // "default value" )}\n'}]),
+        # docs/coming-from-kong.md, "Header name casing", verbatim
+        "hdr-idiom": w("hdr-idiom", [
+            {"name": "EXTRA", "type": "jq", "input": "request",
+             "jq": '.headers | with_entries(.key |= ascii_downcase) | .["x-extra"] // "default value"\n'},
+            exit_body("EXTRA")]),
         "hdr-merge": w("hdr-merge", [
             HEADER_UPDATES,
             {"name": "merged_headers", "type": "jq", "inputs": {"original": "request.headers", "updates": "header_updates"},
@@ -211,6 +216,9 @@ def workflows(api: str) -> dict[str, dict[str, Any]]:
         "object-any": w("object-any", [
             {"name": "filter", "type": "jq", "input": "request", "jq": "keys"},
             exit_body("filter")]),
+        "object-any-headers": w("object-any-headers", [
+            {"name": "H", "type": "jq", "input": "request.headers", "jq": "."},
+            exit_body("H")]),
         # -- "Implicit nodes" --------------------------------------------------------
         "implicit-request": w("implicit-request", [
             {"name": "F", "type": "jq", "input": "request",
@@ -377,6 +385,23 @@ def test_the_portable_header_idiom_works_for_any_casing(c, api, sent):
 def test_the_portable_header_idiom_default(c, api):
     """INDEX "Handling HTTP headers in jq": without the header, the default."""
     assert get(c, api, "hdr-robust").json()["headers"]["x-extra"] == "default value"
+
+
+@pytest.mark.parametrize("sent,expected", [
+    ({"X-Extra": "v"}, "v"), ({"X-EXTRA": "v"}, "v"), ({"x-extra": "v"}, "v"), ({}, "default value")])
+def test_the_portable_header_idiom_in_coming_from_kong(c, api, sent, expected):
+    """docs/coming-from-kong.md "Header name casing" (INDEX "Handling HTTP
+    headers in jq"; seed: header names are lowercase): `.headers |
+    with_entries(.key |= ascii_downcase)` finds a header in any casing."""
+    assert get(c, api, "hdr-idiom", headers=sent).text == expected
+
+
+def test_header_names_are_lowercase(c, api):
+    """Seed (../shared/reference/seed-datakit-3.11.md): header names are
+    normalized to lowercase; the seed wins over INDEX "Headers" ("Original
+    header name casing is preserved")."""
+    r = get(c, api, "object-any-headers", headers={"X-MiXeD-Case": "1"})
+    assert "x-mixed-case" in r.json() and "X-MiXeD-Case" not in r.json()
 
 
 def test_merging_header_objects_lowercased(c, api):
