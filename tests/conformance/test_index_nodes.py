@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,46 @@ def workflows(api: str) -> dict[str, dict[str, Any]]:
         "object-any-headers": w("object-any-headers", [
             {"name": "H", "type": "jq", "input": "request.headers", "jq": "."},
             exit_body("H")]),
+        "object-object-explicit": w("object-object-explicit", [
+            {"name": "api_call", "type": "call", "url": f"{api}/echo", "method": "POST",
+             "inputs": {"body": "request.body", "query": "request.query", "headers": "request.headers"},
+             "outputs": {"body": "service_request.body", "headers": "service_request.headers"}}]),
+        "star-any": w("star-any", [
+            {"name": "T", "type": "jq", "inputs": {"port": "request.port", "query": "request.query"},
+             "jq": "{port: (.port | type), query: (.query | type)}"},
+            exit_body("T")]),
+        "exit-headers": w("exit-headers", [
+            {"name": "H", "type": "static", "values": {"X-From-Exit": "1", "X-Multi": ["a", "b"]}},
+            {"name": "B", "type": "static", "values": {"ok": True}},
+            {"name": "EXIT", "type": "exit", "status": 200, "inputs": {"body": "B", "headers": "H"}}]),
+        "resp-body-ct": w("resp-body-ct", [
+            {"name": "B", "type": "static", "values": {"replaced": True}, "output": "response.body"},
+            {"name": "H", "type": "static", "values": {"Content-Type": "application/vnd.api+json"},
+             "output": "response.headers"}]),
+        "sresp-headers": w("sresp-headers", [
+            {"name": "F", "type": "jq", "input": "service_response.headers", "jq": '.["set-cookie"]',
+             "output": "response.body"}]),
+        "sresp-text": w("sresp-text", [
+            {"name": "F", "type": "jq", "input": "service_response.body", "jq": "{type: type}",
+             "output": "response.body"}]),
+        "query-repeated": w("query-repeated", [
+            {"name": "Q", "type": "jq", "input": "request.query", "jq": "."},
+            exit_body("Q")]),
+        "prop-non-nil-ok": w("prop-non-nil-ok", [
+            {"name": "V", "type": "static", "values": {"src": "key-123"}},
+            {"name": "SET_SRC", "type": "property", "property": "kong.ctx.shared.src", "input": "V.src", "non_nil": True},
+            *read_in_response_phase("kong.ctx.shared.src", "{src: .}")], debug=True),
+        "prop-bad-status": w("prop-bad-status", [
+            {"name": "S", "type": "jq", "jq": '"teapot"'},
+            {"name": "SET", "type": "property", "property": "kong.response.status", "input": "S"},
+            {"name": "EXIT", "type": "exit", "status": 200}], debug=True),
+        "cache-ttl": w("cache-ttl", [
+            {"name": "K", "type": "jq", "input": "request.query", "jq": ".k"},
+            {"name": "D", "type": "jq", "input": "request.query", "jq": ".d"},
+            {"name": "T", "type": "static", "values": {"ttl": 1}},
+            {"name": "C", "type": "cache", "inputs": {"key": "K", "data": "D", "ttl": "T.ttl"}},
+            {"name": "OUT", "type": "jq", "inputs": {"hit": "C.hit", "data": "C.data"}, "jq": "."},
+            exit_body("OUT")], resources=CACHE, debug=True),
         # -- "Implicit nodes" --------------------------------------------------------
         "implicit-request": w("implicit-request", [
             {"name": "F", "type": "jq", "input": "request",
@@ -305,6 +346,8 @@ def expand(doc: dict[str, Any]) -> dict[str, Any]:
 def api() -> Iterator[MockServer]:
     with MockServer() as server:
         server.route("*", "/*", echo)
+        server.route("GET", "/sresp-headers/*", Reply(json={}, headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]))
+        server.route("GET", "/sresp-text/*", Reply(body='{"looks": "like json"}', headers={"Content-Type": "text/plain"}))
         yield server
 
 
@@ -799,6 +842,100 @@ def test_response_object_body_is_json(c, api):
     r = get(c, api, "resp-body")
     assert r.json() == {"replaced": True}
     assert r.headers["content-type"].startswith("application/json")
+
+
+# -- more of "Validation and connection semantics" and "Implicit nodes" ----------
+
+
+def test_object_to_object_without_common_fields_is_refused(tmp_path):
+    """INDEX "object -> object": "If the nodes have no fields in common, a
+    validation error will be raised"."""
+    output = config_error(tmp_path, {"nodes": [
+        {"name": "S", "type": "static", "values": {"nope": 1}},
+        {"name": "CALL", "type": "call", "url": "http://127.0.0.1:9/", "input": "S"}]})
+    assert "invalid connection" in output and '"S" -> "CALL"' in output
+
+
+def test_object_to_object_explicit_form_is_the_same(c, api):
+    """INDEX "object -> object": "The same intent can be expressed explicitly
+    by setting individual fields on the `inputs` attribute"."""
+    r = c.post(f"{api.url}/object-object-explicit/x?q=1", **json_body({"k": "v"}))
+    call_echo = httpx.Response(200, content=r.json()["body"]).json()
+    assert (call_echo["method"], call_echo["query"]) == ("POST", {"q": "1"})
+    assert httpx.Response(200, content=call_echo["body"]).json() == {"k": "v"}
+
+
+def test_any_input_gets_data_as_is(c, api):
+    """INDEX "* -> any": "At runtime the data is copied as-is" (a number stays
+    a number, a map an object)."""
+    assert get(c, api, "star-any").json() == {"port": "number", "query": "object"}
+
+
+def test_exit_headers_input(c, api):
+    """INDEX "Node types" table (exit): `headers` are the early-exit
+    response's headers; "Headers": arrays are repeated headers."""
+    r = get(c, api, "exit-headers")
+    assert r.json() == {"ok": True}
+    assert r.headers["x-from-exit"] == "1"
+    assert r.headers.get_list("x-multi") == ["a", "b"]
+
+
+def test_response_body_keeps_a_given_content_type(c, api):
+    """INDEX "Body": `response.body` Content-Type `application/json` only "if
+    not already set in the `headers` input"."""
+    r = get(c, api, "resp-body-ct")
+    assert r.headers["content-type"] == "application/vnd.api+json"
+    assert r.json() == {"replaced": True}
+
+
+def test_repeated_response_headers_are_arrays(c, api):
+    """INDEX "Headers": "arrays of strings if there are multiple instances of
+    the same header" (service_response.headers)."""
+    assert get(c, api, "sresp-headers").json() == ["a=1", "b=2"]
+
+
+def test_service_response_body_not_json_is_a_string(c, api):
+    """INDEX "Body": only a JSON Content-Type makes `service_response.body`
+    decoded."""
+    assert get(c, api, "sresp-text").json() == {"type": "string"}
+
+
+def test_query_is_decoded_and_repeats_are_arrays(c, api):
+    """INDEX "Query": maps of decoded query pairs; a repeated key has all its values."""
+    r = c.get(f"{api.url}/query-repeated/x?a=1&a=2&s=%C3%A9+x")
+    assert r.json() == {"a": ["1", "2"], "s": "é x"}
+
+
+def test_non_nil_passes_a_real_value(c, api):
+    """INDEX "Requiring non-nil property values": a real value is set and read normally."""
+    r = get(c, api, "prop-non-nil-ok")
+    assert (r.status_code, r.json()) == (200, {"src": "key-123"})
+
+
+def test_kong_response_status_must_be_a_number(c, api):
+    """INDEX "Supported properties": `kong.response.status` takes a `number`."""
+    r = get(c, api, "prop-bad-status")
+    assert r.status_code == 500 and r.json()["node"]["name"] == "SET"
+
+
+def test_cache_ttl_input(c, api):
+    """INDEX "Node types" table (cache): `ttl`, the TTL in seconds; after it
+    the entry is gone."""
+    key = "ttl-key"
+    assert get(c, api, "cache-ttl", params={"k": key, "d": "v"}).json()["data"] == "v"
+    assert get(c, api, "cache-ttl", params={"k": key}).json() == {"hit": True, "data": "v"}
+    time.sleep(2.1)
+    assert get(c, api, "cache-ttl", params={"k": key}).json()["hit"] is not True
+
+
+def test_unknown_vault_reference_is_refused(tmp_path):
+    """INDEX "Vault node": references are the entries of `resources.vault`;
+    another name is not an output of `vault`."""
+    output = config_error(tmp_path, {
+        "resources": {"vault": {"secret1": "{vault://env/my-secret1}"}},
+        "nodes": [{"name": "JQ", "type": "jq", "inputs": {"s": "vault.secret2"}, "jq": "."}]},
+        env={"MY_SECRET1": SECRET})
+    assert "secret2" in output
 
 
 SOURCES = (INDEX,)
