@@ -87,7 +87,9 @@ class _Builder:
         si = self.node(src.node, spec, fieldname, text)
         di = self.node(dst.node, spec, fieldname, text)
         snode, dnode = self.nodes[si], self.nodes[di]
-        where = f'("{snode.name}" -> "{dnode.name}")'
+        # Kong names the target input in its messages: ("get-bar" -> "response.body")
+        target = f"{dnode.name}.{dst.port}" if dst.port else dnode.name
+        where = f'("{snode.name}" -> "{target}")'
         if si == di:
             raise _err(spec, fieldname, f"invalid dependency {where}: circular dependency")
         sports, dports = snode.output_ports(), dnode.input_ports()
@@ -128,14 +130,14 @@ class _Builder:
                 shared = [p for p in (literal.keys() if literal is not None else sports.named) if p in named]
                 if not shared:
                     raise _err(spec, fieldname, f"invalid connection {where}: no ports in common")
-                self._claim(spec, fieldname, di, None, None, snode.name, where)
+                self._claim(spec, fieldname, di, None, None, snode.name, where, target)
                 for port in shared:
                     value = literal[port] if literal is not None else None
                     self._check_type(spec, fieldname, where, sports.type_of(port) or PortType.ANY, named[port], value, literal is not None, port)
                     self._add(di, Conn(si, port, None, port, None, named[port]), si, port)
                 return
             if stype is PortType.ANY:
-                self._claim(spec, fieldname, di, None, None, snode.name, where)
+                self._claim(spec, fieldname, di, None, None, snode.name, where, target)
                 self._add(di, Conn(si, src_port, src.key, None, None, PortType.OBJECT), si, src_port)
                 return
             raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: {stype} -> object")
@@ -151,7 +153,7 @@ class _Builder:
         if stype is PortType.OBJECT and dtype is PortType.MAP and literal is None:
             raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: object -> map")
         self._check_type(spec, fieldname, where, stype, dtype, svalue, is_literal, dst.port)
-        self._claim(spec, fieldname, di, dst.port, dst.key, snode.name, where)
+        self._claim(spec, fieldname, di, dst.port, dst.key, snode.name, where, target)
         self._add(di, Conn(si, src_port, src.key, dst.port, dst.key, dtype), si, src_port)
 
     def _check_type(self, spec: NodeSpec, fieldname: str | None, where: str, stype: PortType, dtype: PortType, value: Any, is_literal: bool, port: str | None) -> None:
@@ -167,11 +169,11 @@ class _Builder:
             raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: object -> map")
         raise _err(spec, fieldname, f"invalid connection {where}: type mismatch: {stype} -> {dtype}")
 
-    def _claim(self, spec: NodeSpec, fieldname: str | None, di: int, port: str | None, key: str | None, src_name: str, where: str) -> None:
+    def _claim(self, spec: NodeSpec, fieldname: str | None, di: int, port: str | None, key: str | None, src_name: str, where: str, target: str) -> None:
         """Record that `port` (None: the whole node) of node `di` is fed, and
-        refuse a second feed of the same input."""
+        refuse a second feed of the same input. Both sides of the refusal name
+        the new connection's target, as Kong's do."""
         taken = self.taken[di]
-        dname = self.nodes[di].name
         if key is not None and port == "headers":
             key = key.lower()  # header names are case-insensitive
         clash = None
@@ -188,7 +190,7 @@ class _Builder:
                     clash = entry
                     break
         if clash is not None:
-            raise _err(spec, fieldname, f'invalid connection {where}: conflicts with existing connection ("{clash[0]}" -> "{dname}")')
+            raise _err(spec, fieldname, f'invalid connection {where}: conflicts with existing connection ("{clash[0]}" -> "{target}")')
         taken.setdefault(port, []).append((src_name, key))
 
     def _add(self, di: int, conn: Conn, si: int, src_port: str | None) -> None:

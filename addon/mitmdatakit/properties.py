@@ -220,6 +220,17 @@ def _service(ctx: NodeContext, _: str) -> dict[str, Any] | None:
     return ctx.workflow.match.matched_service(ctx.flow)
 
 
+def _entity_field(find: Callable[[NodeContext], dict[str, Any] | None], field: str) -> Getter:
+    """A field of the matched route or service entity (null without a Kong
+    declarative file, docs/kong.md)."""
+
+    def getter(ctx: NodeContext, _: str) -> Any:
+        entity = find(ctx)
+        return entity.get(field) if entity is not None else None
+
+    return getter
+
+
 def _consumer_set(ctx: NodeContext, _: str, value: Any) -> None:
     if value is None:
         ctx.consumer = None
@@ -294,6 +305,14 @@ PROPERTIES: dict[str, Property] = {
         Property("kong.router.route", _route, doc="The matched route entity (a Kong declarative file), else the matched workflow: name, file and match block."),
         Property("kong.router.service", _service, doc="The matched route's service entity (a Kong declarative file), else null."),
         Property("kong.route_name", lambda ctx, _: ctx.workflow.name, doc="The matched workflow's name."),
+        Property("kong.route_id", _entity_field(lambda ctx: ctx.workflow.match.matched_route(ctx.flow), "id"), doc="The matched route entity's id, else null."),
+        Property("kong.service_id", _entity_field(lambda ctx: _service(ctx, ""), "id"), doc="The matched service entity's id, else null."),
+        Property("kong.service_name", _entity_field(lambda ctx: _service(ctx, ""), "name"), doc="The matched service entity's name, else null."),
+        # No trusted proxies are configured here (Kong's default), so the
+        # forwarded address is the connection's own, never a header's.
+        Property("kong.client.forwarded_ip", _client_ip, doc="The client's IP address (no trusted proxies)."),
+        Property("kong.client.forwarded_port", _client_port, doc="The client's source port (no trusted proxies)."),
+        Property("kong.nginx.subsystem", lambda ctx, _: "http", doc="Always 'http'."),
         Property("kong.client.consumer", _consumer_get, _consumer_set, doc="The consumer (from mitmproxy's proxyauth when not set)."),
         Property("kong.client.credential", _credential_get, _credential_set, doc="The credential (from mitmproxy's proxyauth when not set)."),
         Property("kong.version", lambda ctx, _: KONG_VERSION, doc="The Kong Datakit version this engine follows."),

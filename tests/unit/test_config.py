@@ -182,7 +182,7 @@ BAD = [
     (wf({"name": "E", "type": "exit", "input": "J"}, dict(J, input="request.body", output="E")), ["conflicts"]),
     (wf(dict(CALL, inputs={"headers": "request"})), ["type mismatch: object -> map"]),
     (wf(dict(J, name="A", output="service_request.headers.X-A"), dict(J, name="B", output="service_request.headers.x-a")),
-     ['conflicts with existing connection ("A" -> "service_request")']),
+     ['conflicts with existing connection ("A" -> "service_request.headers")']),
     (wf(dict(J, name="A", output="service_request.query.Q"), dict(J, name="B", output="service_request.query.q")), []),
     (wf({"name": "E", "type": "exit", "input": "X"}, {"name": "X", "type": "xml_to_json", "attributes_name_prefix": "-"}), []),  # any -> object is fine
     (wf(dict(CALL, inputs={"url": "request.headers"})), ["type mismatch: map -> string"]),
@@ -273,7 +273,7 @@ BAD = [
     (wf(dict(J, output="request.body")), ["node #1 'J' (jq)", "field 'output'", "node 'request' has no input port 'body'"]),
     (wf(dict(J, input="response.body")), ["node #1 'J' (jq)", "field 'input'", "node 'response' has no output port 'body'"]),
     (wf(dict(J, name="J1", input="request.body", output="response.body"), dict(J, name="J2", output="response.body")),
-     ["node #2 'J2' (jq)", "field 'output'", 'conflicts with existing connection ("J1" -> "response")']),
+     ["node #2 'J2' (jq)", "field 'output'", 'conflicts with existing connection ("J1" -> "response.body")']),
     (wf(dict(J, inputs={"a": 5})), ["node #1 'J' (jq)", "field 'inputs.a'"]),
     (wf({"name": 5, "type": "exit"}), ["node #1", "field 'name'", "must be a string"]),
     (wf({"name": "x" * 255, "type": "exit"}), []),  # 255 characters is still a valid name
