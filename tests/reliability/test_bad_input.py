@@ -105,13 +105,6 @@ def env(tmp_path_factory, mitm_confdir) -> Iterator[tuple[Mitmdump, MockServer]]
 
 
 @pytest.fixture
-def client(env) -> Iterator[httpx.Client]:
-    mitm, _ = env
-    with mitm.client(timeout=httpx.Timeout(60.0, connect=5.0)) as c:
-        yield c
-
-
-@pytest.fixture
 def mock(env) -> MockServer:
     return env[1]
 

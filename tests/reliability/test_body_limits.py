@@ -185,12 +185,6 @@ def env(tmp_path_factory, mitm_confdir, bomb) -> Iterator[tuple[Mitmdump, MockSe
         print(f"\n----- {mitm!r} log tail -----\n{mitm.log_tail(40)}")
 
 
-@pytest.fixture
-def client(env) -> Iterator[httpx.Client]:
-    with env[0].client(timeout=httpx.Timeout(60.0, connect=5.0)) as c:
-        yield c
-
-
 def assert_clean_500(r: httpx.Response) -> None:
     assert r.status_code == 500, (r.status_code, r.text[:300])
     assert r.headers["content-type"] == "application/json"

@@ -129,13 +129,6 @@ def default_budget(tmp_path_factory, mitm_confdir) -> Iterator[tuple[Mitmdump, M
 
 
 @pytest.fixture
-def client(env) -> Iterator[httpx.Client]:
-    mitm, _ = env
-    with mitm.client(timeout=httpx.Timeout(60.0, connect=5.0)) as c:
-        yield c
-
-
-@pytest.fixture
 def roomy_client(roomy) -> Iterator[httpx.Client]:
     mitm, _ = roomy
     with mitm.client(timeout=httpx.Timeout(60.0, connect=5.0)) as c:
