@@ -57,7 +57,7 @@ class Datakit(DatakitCommands):
         self.kong = KongGateway(lambda: bool(self._option(NO_ROUTE_OPTION)))
         self.restorer = ResponseRestorer()  # appended to mitmproxy's chain in running
         self._added_restorer = False
-        self.addons: list[Any] = []  # child addons, chosen in configure
+        self.addons: list[Any]  # child addons: only Kong's gateway, while a decK file is loaded (_place_kong)
         self._changes = ChangeDetector()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
@@ -94,23 +94,34 @@ class Datakit(DatakitCommands):
         )
 
     def _choose_hooks(self) -> None:
-        """Hooks that only some set-ups need live on child addons, present
-        only then: mitmproxy pays for every hook an addon has on every flow
-        (child addons are looked up live, in order)."""
-        children: list[Any] = []
+        """Hooks that only some set-ups need are present only then: mitmproxy
+        pays on every flow for every hook an addon has, and on every event
+        for every level of child addons (it walks them live, per event). So
+        the client-Host and streaming hooks are set on this instance, by
+        name, when the options call for them (mitmproxy looks hooks up with
+        getattr), and Kong's gateway is a child addon only while a decK
+        file is loaded (`_place_kong`)."""
+        hooks: dict[str, list[Callable[[Any], None]]] = {name: [] for name in OPTIONAL_HOOKS}
         if self.client_host.rewrite:  # reverse mode: first, selection needs the client's Host
-            children.append(self.client_host)
+            hooks["requestheaders"].append(self.client_host.requestheaders)
+            hooks["server_connect"].append(self.client_host.server_connect)
         if ctx.options.stream_large_bodies:
-            children.append(self.stream_guard)
-        if self.kong.routers:  # a Kong declarative file is loaded: route and proxy as Kong
-            children.append(self.kong)
-        self.addons = children
+            hooks["requestheaders"].append(self.stream_guard.requestheaders)
+            hooks["responseheaders"].append(self.stream_guard.responseheaders)
+        for name, handlers in hooks.items():
+            if not handlers:
+                vars(self).pop(name, None)
+            else:
+                setattr(self, name, handlers[0] if len(handlers) == 1 else _in_turn(handlers))
 
     def _place_kong(self) -> None:
-        """The Kong gateway child is there exactly while a decK file is loaded."""
-        present = self.kong in self.addons
-        if bool(self.kong.routers) != present:
-            self.addons = [a for a in self.addons if a is not self.kong] + ([self.kong] if not present else [])
+        """The Kong gateway child is there exactly while a decK file is
+        loaded; without children the addon has no `addons` at all (one
+        level less for mitmproxy to walk on every event)."""
+        if self.kong.routers:
+            self.addons = [self.kong]
+        else:
+            vars(self).pop("addons", None)
 
     def configure(self, updated: set[str]) -> None:
         if not self._is_running and self.certs_dir and ctx.options.confdir == MITMPROXY_DEFAULT_CONFDIR:
@@ -309,11 +320,16 @@ class Datakit(DatakitCommands):
 
     # -- flows: the engine does the work -----------------------------------
 
+    # one coroutine per hook: the engine's own only when a node must be waited for
     async def request(self, flow: http.HTTPFlow) -> None:
-        await self.engine.request(flow)
+        pending = self.engine.start_request(flow)[1]
+        if pending is not None:
+            await pending
 
     async def response(self, flow: http.HTTPFlow) -> None:
-        await self.engine.response(flow)
+        pending = self.engine.start_response(flow)
+        if pending is not None:
+            await pending
 
     async def error(self, flow: http.HTTPFlow) -> None:
         await self.engine.error(flow)
@@ -323,6 +339,17 @@ class Datakit(DatakitCommands):
         # HTTP/2 connection layers close the connection; only the flow's
         # stream waits for the hook): its calls are aborted now
         self.engine.client_gone(client.id)
+
+
+OPTIONAL_HOOKS = ("requestheaders", "responseheaders", "server_connect")
+
+
+def _in_turn(handlers: Sequence[Callable[[Any], None]]) -> Callable[[Any], None]:
+    def hook(data: Any) -> None:
+        for handler in handlers:
+            handler(data)
+
+    return hook
 
 
 class StreamGuard:

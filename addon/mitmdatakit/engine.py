@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from mitmproxy import http
@@ -125,16 +125,26 @@ class Engine:
 
     async def request(self, flow: http.HTTPFlow) -> FlowRun | None:
         """Run the pre-proxy phase; returns the flow's run (None: no workflow)."""
+        run, pending = self.start_request(flow)
+        if pending is not None:
+            await pending
+        return run
+
+    def start_request(self, flow: http.HTTPFlow) -> tuple[FlowRun | None, Coroutine[Any, Any, None] | None]:
+        """The request phase, as far as it runs without waiting: the flow's
+        run (None: no workflow) and a coroutine that finishes the phase, or
+        None when it is over (every node a plain function: the flow costs
+        no coroutine of ours beyond the hook's)."""
         if flow.response is not None or flow.id in self.runs:
-            return None  # answered by another addon already, or a replay of ours
+            return None, None  # answered by another addon already, or a replay of ours
         wf = self.select(flow)
         if wf is None:
-            return None
+            return None, None
         if flow.request.stream and _acts_on_request(wf):
             # streamed once the body grew past stream_large_bodies (no
             # declared size): it went upstream already, too late to act
             self._refuse_streamed(flow, wf, "request")
-            return None
+            return None, None
         keep_client_request(flow)  # for `datakit replay` of a saved flow
         debug = wf.debug or self.debug()
         run = FlowRun(wf, flow, self.services, tracing=debug)
@@ -142,39 +152,56 @@ class Engine:
         if self.record_trace and run.trace is None:
             run.trace = Trace(wf.redactor)
         self._track(run)
-        try:
-            await run.run_phase(Phase.REQUEST)
-        except WorkflowFailed as failure:
-            self._fail(run, failure)
-            return run
-        except RunAborted:
-            self._abandon(run)
-            return run
-        except Exception as e:  # noqa: BLE001 - never let a bug take the proxy down
-            self._crash(run, e)
-            return run
+        return run, self._phase(run, Phase.REQUEST, self._request_done)
+
+    def _request_done(self, run: FlowRun) -> None:
         if run.client_response.exit is not None:
             self._finish(run)
-        return run
 
     async def response(self, flow: http.HTTPFlow) -> None:
+        pending = self.start_response(flow)
+        if pending is not None:
+            await pending
+
+    def start_response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        """The response phase (see `start_request`) and the client's answer."""
         run = self.runs.get(flow.id)
         if run is None or run.finished:
-            return
+            return None
         keep_upstream_response(flow)
+        if not run.plan.needs_response_phase:
+            self._finish(run)
+            return None
+        return self._phase(run, Phase.RESPONSE, self._finish)
+
+    def _phase(self, run: FlowRun, phase: Phase, then: Callable[[FlowRun], None]) -> Coroutine[Any, Any, None] | None:
+        """Run `phase`, then `then(run)`; a failure answers the flow instead."""
         try:
-            if run.plan.needs_response_phase:
-                await run.run_phase(Phase.RESPONSE)
-        except WorkflowFailed as failure:
-            self._fail(run, failure)
-            return
-        except RunAborted:
-            self._abandon(run)
-            return
+            pending = run.step_phase(phase)
+        except Exception as e:  # noqa: BLE001 - never let a bug take the proxy down
+            self._stopped(run, e)
+            return None
+        if pending is None:
+            then(run)
+            return None
+        return self._finish_phase(run, pending, then)
+
+    async def _finish_phase(self, run: FlowRun, pending: Coroutine[Any, Any, None], then: Callable[[FlowRun], None]) -> None:
+        try:
+            await pending
         except Exception as e:  # noqa: BLE001
-            self._crash(run, e)
+            self._stopped(run, e)
             return
-        self._finish(run)
+        then(run)
+
+    def _stopped(self, run: FlowRun, error: Exception) -> None:
+        """A phase ended early: a node failed, the run was given up, or a bug."""
+        if isinstance(error, WorkflowFailed):
+            self._fail(run, error)
+        elif isinstance(error, RunAborted):
+            self._abandon(run)
+        else:
+            self._crash(run, error)
 
     async def aclose(self) -> None:
         for run in list(self.runs.values()):

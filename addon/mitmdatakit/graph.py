@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .connections import Conn, Label
@@ -50,6 +51,11 @@ class Plan:
 
     def index(self, name: str) -> int | None:
         return self.by_name.get(name)
+
+    @cached_property
+    def phase_order(self) -> dict[Phase, tuple[int, ...]]:
+        """Per phase, its nodes in topological order (where a phase starts)."""
+        return {p: tuple(i for i in self.order if self.phase[i] is p) for p in Phase}
 
 
 class _Builder:

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .bodies import DEFAULT_LIMIT
@@ -174,44 +174,65 @@ class FlowRun:
     async def run_phase(self, phase: Phase) -> None:
         """Run every node of `phase` whose dependencies are met, until none is
         left. Raises WorkflowFailed on the first node error."""
+        pending = self.step_phase(phase)
+        if pending is not None:
+            await pending
+
+    def step_phase(self, phase: Phase) -> Coroutine[Any, Any, None] | None:
+        """Start `phase`: the nodes that are plain functions run here, now.
+        None when that finished the phase (no node became a task: the common
+        case costs no coroutine and no wake-up); otherwise a coroutine that
+        waits for the node tasks and runs what they unblock. Raises
+        WorkflowFailed on the first node error (or the coroutine does)."""
         self.phase = phase
-        plan = self.plan
-        ready = deque(
-            i for i in plan.order
-            if plan.phase[i] is phase and self.status[i] == NODE_PENDING and self.remaining[i] == 0
-        )
+        status, remaining = self.status, self.remaining
+        ready = deque([i for i in self.plan.phase_order[phase] if status[i] == NODE_PENDING and remaining[i] == 0])
+        try:
+            while ready:
+                self._start(ready.popleft(), ready)
+        except (WorkflowFailed, RunAborted) as stop:
+            if self._cancelled:  # tasks started before the failure unwind first
+                return self._drain_then_raise(stop)
+            raise
+        return self._wait_for_tasks() if self._tasks else None
+
+    async def _wait_for_tasks(self) -> None:
         tasks = self._tasks
         finished = self._finished
+        ready: deque[int] = deque()
         try:
-            while ready or tasks:
+            while tasks:
+                if not finished:
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._wakeup
+                    finally:
+                        self._wakeup = None
+                if self.aborted is not None:
+                    raise RunAborted(self.aborted)
+                while finished:
+                    task = finished.popleft()
+                    i = tasks.pop(task, None)
+                    if i is None:
+                        continue  # cancelled by a failure or cancel(): already accounted for
+                    self._resume(i)
+                    try:
+                        result = task.result()
+                    except Exception as e:  # noqa: BLE001 - any node failure fails the plan
+                        self._fail(i, e)
+                    self._complete(i, result, ready)
                 while ready:
                     self._start(ready.popleft(), ready)
-                if tasks:
-                    if not finished:
-                        self._wakeup = asyncio.get_running_loop().create_future()
-                        try:
-                            await self._wakeup
-                        finally:
-                            self._wakeup = None
-                    if self.aborted is not None:
-                        raise RunAborted(self.aborted)
-                    while finished:
-                        task = finished.popleft()
-                        i = tasks.pop(task, None)
-                        if i is None:
-                            continue  # cancelled by a failure or cancel(): already accounted for
-                        self._resume(i)
-                        try:
-                            result = task.result()
-                        except Exception as e:  # noqa: BLE001 - any node failure fails the plan
-                            self._fail(i, e)
-                        self._complete(i, result, ready)
         except (WorkflowFailed, RunAborted):
             await self._drain()
             raise
         except asyncio.CancelledError:
             await self.cancel()
             raise
+
+    async def _drain_then_raise(self, stop: WorkflowFailed | RunAborted) -> None:
+        await self._drain()
+        raise stop
 
     def _task_done(self, task: asyncio.Task[Outputs]) -> None:
         """Done-callback of every node task: queue it and wake run_phase."""
