@@ -51,6 +51,10 @@ class MatchFacts(Protocol):
         """The route's Kong service entity; None without one."""
         ...
 
+    def consumer_groups(self, consumer: Any) -> list[dict[str, Any]] | None:
+        """The decK file's groups of `consumer`; None without any."""
+        ...
+
 
 class WorkflowFacts(Protocol):
     """What a running node may know of its workflow (`workflow.Workflow`)."""

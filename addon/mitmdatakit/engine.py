@@ -265,7 +265,7 @@ class Engine:
         try:
             run.client_response.apply(run.flow)
         except CodecError as e:
-            self._fail(run, WorkflowFailed(None, "response", "response", str(e)))
+            self._fail(run, run.implicit_failed("response", str(e)))
             return
         except Exception as e:  # noqa: BLE001
             self._crash(run, e)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .codecs import json_type
 from .errors import NodeError
+from .memory_stats import memory_stats
 from .ports import Phase
 
 if TYPE_CHECKING:
@@ -263,6 +264,27 @@ def _credential_set(ctx: NodeContext, _: str, value: Any) -> None:
     ctx.credential = dict(value) if value is not None else None
 
 
+def _consumer_groups_get(ctx: NodeContext, _: str) -> Any:
+    """PDK `kong.client.get_consumer_groups()`: the authenticated consumer's
+    groups; nil when none were authenticated (no consumer, no decK file with
+    `consumer_groups`, or the consumer is in none)."""
+    consumer = _consumer_get(ctx, "")
+    return ctx.workflow.match.consumer_groups(consumer) if consumer is not None else None
+
+
+def _response_source_get(ctx: NodeContext, _: str) -> str | None:
+    """PDK `kong.response.get_source()`: "exit" once an exit node answered,
+    "error" once the flow failed (mitmproxy's `flow.error`: the upstream
+    could not be reached), "service" once the upstream answered; null before
+    any answer (Kong's PDK refuses the call before `header_filter`)."""
+    if ctx.client_response.exit is not None:
+        return "exit"
+    flow = ctx.flow
+    if flow.error is not None:
+        return "error"
+    return "service" if flow.response is not None else None
+
+
 # Options that hold, or may hold, credentials are not readable from
 # workflows: by name (upstream_auth, proxyauth, web_password,
 # stickyauth, stickycookie, any *key*/*token*/*secret*/*cert* option)...
@@ -317,6 +339,12 @@ PROPERTIES: dict[str, Property] = {
         Property("kong.client.credential", _credential_get, _credential_set, doc="The credential (from mitmproxy's proxyauth when not set)."),
         Property("kong.version", lambda ctx, _: KONG_VERSION, doc="The Kong Datakit version this engine follows."),
         Property("kong.node.id", lambda ctx, _: ctx.services.node_id, doc="A UUID for this mitmproxy process."),
+        Property("kong.node.memory_stats", lambda ctx, _: memory_stats(), doc="Kong's shape: cache memory dictionaries (`lua_shared_dicts`), this process (`workers_lua_vms`), in bytes."),
+        Property("kong.client.consumer_groups", _consumer_groups_get, doc="The consumer's groups in a decK file's `consumer_groups`, else null."),
+        # Identity realms are Konnect's (key-auth `identity_realms`); none
+        # authenticates here, so the source is always nil, as in Kong without one.
+        Property("kong.client.identity_realm_source", lambda ctx, _: None, doc="Always null (no Konnect identity realm here)."),
+        Property("kong.response.source", _response_source_get, doc="'exit' (an exit node answered), 'error' (the upstream failed), 'service' (the upstream answered), null before an answer."),
     )
 }
 

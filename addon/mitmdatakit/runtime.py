@@ -313,6 +313,21 @@ class FlowRun:
             nodes.append(entry)
         return self.trace.report(PLAN_ERROR if self.failure else PLAN_COMPLETE, nodes)
 
+    def implicit_failed(self, writes: str, message: str) -> WorkflowFailed:
+        """The implicit node that writes `writes` failed as its effect was
+        applied (a `response` value that cannot be encoded): it ends
+        NODE_ERROR with a `fail` event, like any node's failure (Kong's
+        report lists `response` among the nodes)."""
+        message = self.redactor().text(message)
+        for i, node in enumerate(self.plan.nodes):
+            if node.implicit and node.writes == writes:
+                self.status[i] = NODE_ERROR
+                self.errors[i] = message
+                self.node_end[i] = time.perf_counter()
+                self._trace(i, "fail", {}, error=message)
+                return WorkflowFailed(None, node.name, node.type_name, message)
+        return WorkflowFailed(None, writes, writes, message)
+
     def _replace_response_by_trace(self) -> None:
         """The report replaces the response body, so the `response` node
         cannot take full effect: Kong reports it NODE_SKIPPED."""
@@ -356,6 +371,19 @@ class FlowRun:
         trace.event(
             node.name, node.type_name, action, values, secret,
             types=types, sources=sources, phase=_PHASE_NAMES[plan.phase[i]], duration=duration, error=error,
+        )
+
+    def _trace_skip(self, j: int, branch: int, routing: Any) -> None:
+        """Konnect Debugger "Actions": a `skip` shows "the routing value that
+        caused the skip"; its `source` names the branch node that routed."""
+        trace = self.trace
+        assert trace is not None
+        plan = self.plan
+        node = plan.nodes[j]
+        secret = (SELF,) if SELF in plan.secret_inputs[branch] else ()
+        trace.event(
+            node.name, node.type_name, "skip", {SELF: routing}, secret,
+            types={SELF: json_type(routing)}, sources={SELF: plan.nodes[branch].name}, phase=_PHASE_NAMES[plan.phase[j]],
         )
 
     def _sources(self, i: int) -> dict[str, Any]:
@@ -421,8 +449,9 @@ class FlowRun:
 
     def _complete(self, i: int, result: Outputs | None, ready: deque[int]) -> None:
         skip: frozenset[str] = frozenset()
+        routing = None
         if isinstance(result, Skip):
-            skip = result.skip
+            skip, routing = result.skip, result.routing
             result = result.outputs
         self.values[i] = result if result is not None else {}
         self.status[i] = NODE_COMPLETE
@@ -432,19 +461,21 @@ class FlowRun:
         for name in skip:
             j = self.plan.by_name.get(name)
             if j is not None:
-                self._skip(j, ready)
+                self._skip(j, ready, (i, routing))
         phase = self.phase
         for d in self.plan.dependents[i]:
             self.remaining[d] -= 1
             if self.remaining[d] == 0 and self.status[d] == NODE_PENDING and self.plan.phase[d] <= phase:
                 ready.append(d)
 
-    def _skip(self, j: int, ready: deque[int]) -> None:
+    def _skip(self, j: int, ready: deque[int], cause: tuple[int, Any]) -> None:
+        """Skip node `j` and what depends on it alone; `cause` is the
+        branch node that routed and its routing value."""
         if self.status[j] != NODE_PENDING:
             return
         self.status[j] = NODE_SKIPPED
         if self.trace is not None:
-            self._trace(j, "skip")
+            self._trace_skip(j, *cause)
         for d in self.plan.dependents[j]:
             target = self.plan.nodes[d]
             if target.partial_inputs and j not in self.plan.gated_by[d]:
@@ -453,7 +484,7 @@ class FlowRun:
                 if self.remaining[d] == 0 and self.status[d] == NODE_PENDING and self.plan.phase[d] <= self.phase:
                     ready.append(d)
             else:
-                self._skip(d, ready)
+                self._skip(d, ready, cause)
 
     def _fail(self, i: int, error: BaseException) -> None:
         node = self.plan.nodes[i]

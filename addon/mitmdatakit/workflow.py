@@ -164,6 +164,9 @@ class Match:
     def matched_service(self, flow: http.HTTPFlow) -> None:
         return None
 
+    def consumer_groups(self, consumer: Any) -> None:
+        return None  # consumer groups come from a decK file
+
 
 @dataclass
 class Workflow:

@@ -310,7 +310,6 @@ PROPERTY_TYPES = {"kong.client.ip": "string", "kong.client.port": "number", "kon
                   "kong.request.port": "number", "kong.version": "string", "kong.nginx.subsystem": "string",
                   "kong.client.forwarded_ip": "string", "kong.client.forwarded_port": "number"}
 DATAKIT = Path(sys.executable).parent / "datakit"
-NOT_HERE = "diverges: not implemented here (no mitmproxy meaning chosen yet)"
 # INDEX "Supported properties": the `get` table, the `set` table and the get-and-set table
 GET_PROPERTIES = [
     "kong.client.consumer", "kong.client.credential", "kong.client.forwarded_ip", "kong.client.forwarded_port",
@@ -319,10 +318,10 @@ GET_PROPERTIES = [
     "kong.route_id", "kong.route_name", "kong.router.service", "kong.service_name", "kong.service_id",
     "kong.service.response.status", "kong.version", "kong.nginx.subsystem", "kong.node.id",
     "kong.configuration.listen_port", "kong.ctx.plugin.k", "kong.ctx.shared.k",
-    pytest.param("kong.client.consumer_groups", marks=pytest.mark.xfail(strict=True, reason=NOT_HERE)),
-    pytest.param("kong.client.identity_realm_source", marks=pytest.mark.xfail(strict=True, reason=NOT_HERE)),
-    pytest.param("kong.response.source", marks=pytest.mark.xfail(strict=True, reason=NOT_HERE)),
-    pytest.param("kong.node.memory_stats", marks=pytest.mark.xfail(strict=True, reason=NOT_HERE)),
+    "kong.client.consumer_groups",
+    "kong.client.identity_realm_source",
+    "kong.response.source",
+    "kong.node.memory_stats",
 ]
 SET_PROPERTIES = ["kong.service.target", "kong.service.request.scheme", "kong.response.status",
                   "kong.service.upstream", "kong.client.consumer", "kong.ctx.plugin.k", "kong.ctx.shared.k"]

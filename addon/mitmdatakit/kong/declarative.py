@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..workflow import RequestFacts, Workflow
+from .consumers import ConsumerGroups
 from .entities import Route, Service
 from .router import Router
 
@@ -31,7 +32,7 @@ logger = logging.getLogger("mitmdatakit")
 FORMAT_KEY = "_format_version"
 # entity kinds a decK file may hold that do not take part here
 _META_KEYS = frozenset({"_format_version", "_transform", "_info", "_workspace", "_konnect", "_comment"})
-_USED_KINDS = frozenset({"services", "routes", "plugins", "vaults"})
+_USED_KINDS = frozenset({"services", "routes", "plugins", "vaults", "consumers", "consumer_groups"})
 # plugin entity keys that place it; the loaded workflow is placed by the router instead
 _SCOPE_KEYS = ("service", "route", "consumer", "consumer_group")
 
@@ -74,6 +75,7 @@ class Declarative:
     workflows: list[Workflow]
     plugin_for_route: dict[str, Workflow] = field(default_factory=dict)
     services: list[Service] = field(default_factory=list)
+    consumer_groups: ConsumerGroups = field(default_factory=lambda: ConsumerGroups([], []))
 
 
 class RouterMatch:
@@ -103,6 +105,9 @@ class RouterMatch:
     def matched_service(self, flow: http.HTTPFlow) -> dict[str, Any] | None:
         found = self.declarative.router.route_for(flow)
         return dict(found.route.service.entity) if found and found.route.service else None
+
+    def consumer_groups(self, consumer: Any) -> list[dict[str, Any]] | None:
+        return self.declarative.consumer_groups.groups_of(consumer)
 
     def describe(self) -> dict[str, Any]:
         return {"kong": self.scope}
@@ -196,7 +201,9 @@ def load_declarative(doc: Mapping[str, Any], source: str, load_plugin: PluginLoa
             plugins.append(_Plugin(dict(p), f"consumers.{i}.plugins.{j}", consumer=raw.get("username") or raw.get("id") or i))
 
     router = Router(routes, source)
-    declarative = Declarative(source, router, [], services=list({s.id: s for s in services.values()}.values()))
+    groups = ConsumerGroups(_list(doc, "consumers", source, ""), _list(doc, "consumer_groups", source, ""))
+    declarative = Declarative(source, router, [], services=list({s.id: s for s in services.values()}.values()),
+                              consumer_groups=groups)
     not_run: list[str] = []
     ranked: list[tuple[_Plugin, Workflow]] = []
     taken: dict[tuple[str | None, str | None], str] = {}

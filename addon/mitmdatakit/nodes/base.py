@@ -47,6 +47,7 @@ class Skip:
 
     outputs: dict[str, Any]
     skip: frozenset[str]
+    routing: Any = None  # the value that decided (traced on each skipped node's `skip`)
 
 
 Outputs = Mapping[str, Any] | Skip

@@ -48,4 +48,4 @@ class BranchNode(Node):
         value = inputs.get(SELF)
         if not isinstance(value, bool):
             raise NodeError(f"branch input must be a boolean, got {json_type(value)}")
-        return Skip(outputs={}, skip=self.otherwise if value else self.then)
+        return Skip(outputs={}, skip=self.otherwise if value else self.then, routing=value)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .entries import CacheBackendError, decode_entry, encode_entry
 
-__all__ = ["DEFAULT_DICTIONARY", "MEMORY_MAX_BYTES", "MEMORY_MAX_ENTRIES", "MemoryBackend", "MemoryStore", "shared_memory_store"]
+__all__ = ["DEFAULT_DICTIONARY", "MEMORY_MAX_BYTES", "MEMORY_MAX_ENTRIES", "MemoryBackend", "MemoryStore", "shared_memory_store", "shared_memory_stores"]
 
 MEMORY_MAX_ENTRIES = 10_000
 MEMORY_MAX_BYTES = 64 * 1024 * 1024
@@ -121,3 +121,8 @@ class MemoryBackend:
 
     async def aclose(self) -> None:
         """The store outlives the workflow (shared by dictionary name)."""
+
+
+def shared_memory_stores() -> Mapping[str, MemoryStore]:
+    """Every shared store this process made so far, by dictionary name."""
+    return dict(_SHARED_STORES)
