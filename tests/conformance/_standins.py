@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -26,7 +27,7 @@ from mitmproxy import http
 
 
 def _oidc_config(path: str) -> dict[str, Any]:
-    doc = yaml.safe_load(open(path).read())
+    doc = yaml.safe_load(Path(path).read_text())
     plugins = [*doc.get("plugins", [])]
     for service in doc.get("services", []):
         plugins += service.get("plugins", [])
