@@ -32,7 +32,7 @@ logger = logging.getLogger("mitmdatakit")
 FORMAT_KEY = "_format_version"
 # entity kinds a decK file may hold that do not take part here
 _META_KEYS = frozenset({"_format_version", "_transform", "_info", "_workspace", "_konnect", "_comment"})
-_USED_KINDS = frozenset({"services", "routes", "plugins", "vaults", "consumers", "consumer_groups"})
+_USED_KINDS = frozenset({"services", "routes", "plugins", "vaults", "consumers", "consumer_groups", "upstreams", "targets"})
 # plugin entity keys that place it; the loaded workflow is placed by the router instead
 _SCOPE_KEYS = ("service", "route", "consumer", "consumer_group")
 
@@ -131,6 +131,36 @@ def _list(doc: Mapping[str, Any], key: str, source: str, where: str) -> list[Map
     return value
 
 
+def upstream_targets(doc: Mapping[str, Any], source: str) -> dict[str, str]:
+    """Kong Upstream entities as a workflow's `upstreams:` map: each name
+    (and id) to the `host:port` of its first target with a weight. Kong
+    balances over all targets; here the first one takes every request
+    (docs/kong.md, "Limits")."""
+    targets: dict[str, list[Mapping[str, Any]]] = {}
+    names: dict[str, str] = {}
+    for i, raw in enumerate(_list(doc, "upstreams", source, "")):
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("an upstream needs a name", file=source, field=f"upstreams.{i}.name")
+        names[name] = name
+        if isinstance(raw.get("id"), str):
+            names[raw["id"]] = name
+        targets[name] = list(_list(raw, "targets", source, f"upstreams.{i}."))
+    for i, raw in enumerate(_list(doc, "targets", source, "")):
+        ref = _ref(raw.get("upstream"))
+        if ref not in names:
+            raise ConfigError(f"no upstream {ref!r} in this file", file=source, field=f"targets.{i}.upstream")
+        targets[names[ref]].append(raw)
+    found: dict[str, str] = {}
+    for ref, name in names.items():
+        usable = [t for t in targets[name] if t.get("weight", 100) and isinstance(t.get("target"), str)]
+        if usable:
+            target = str(usable[0]["target"])
+            # Kong's target port defaults to 8000
+            found[ref] = target if target.rpartition(":")[2].isdigit() and not target.endswith("]") else f"{target}:8000"
+    return found
+
+
 # (plugin entity without its scope keys, default workflow name) -> the workflow
 PluginLoader = Callable[[dict[str, Any], str], Workflow]
 
@@ -162,15 +192,16 @@ def load_declarative(doc: Mapping[str, Any], source: str, load_plugin: PluginLoa
             plugins.append(_Plugin(dict(p), f"{where}.plugins.{j}", route=route, consumer=p.get("consumer")))
         return route
 
+    balanced = upstream_targets(doc, source)
     service_list = _list(doc, "services", source, "")
     for i, raw in enumerate(service_list):
-        service = Service.build(raw, source, f"services.{i}")
+        service = Service.build(raw, source, f"services.{i}", balanced)
         for ref in {ref for ref in (service.id, service.name) if ref is not None}:
             if ref in services:
                 raise ConfigError(f"duplicate service {ref!r}", file=source, field=f"services.{i}")
             services[ref] = service
     for i, raw in enumerate(service_list):
-        service = services[Service.build(raw, source, f"services.{i}").id]
+        service = services[Service.build(raw, source, f"services.{i}", balanced).id]
         for j, r in enumerate(_list(raw, "routes", source, f"services.{i}.")):
             add_route(r, service, f"services.{i}.routes.{j}")
         for j, p in enumerate(_list(raw, "plugins", source, f"services.{i}.")):
@@ -226,6 +257,8 @@ def load_declarative(doc: Mapping[str, Any], source: str, load_plugin: PluginLoa
         body = {k: v for k, v in plugin.raw.items() if k not in _SCOPE_KEYS}
         if doc.get("vaults") is not None:
             body["vaults"] = doc["vaults"]
+        if balanced:  # kong.service.upstream names the file's Upstream entities
+            body["upstreams"] = balanced
         try:
             wf = load_plugin(body, f"kong:{plugin.scope}".replace(" ", "-"))
         except ConfigError as e:  # name the plugin's place in the file

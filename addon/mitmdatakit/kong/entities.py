@@ -36,9 +36,12 @@ class Service:
     port: int
     path: str | None
     entity: dict[str, Any] = field(repr=False)
+    # `host:port` of the Upstream entity the service's host names, if any
+    balanced_target: str | None = None
 
     @classmethod
-    def build(cls, raw: Mapping[str, Any], source: str, where: str) -> Service:
+    def build(cls, raw: Mapping[str, Any], source: str, where: str,
+              upstreams: Mapping[str, str] | None = None) -> Service:
         raw = {k: v for k, v in raw.items() if v is not None}
         protocol, host, port, path = raw.get("protocol"), raw.get("host"), raw.get("port"), raw.get("path")
         if "url" in raw:  # Kong: `url` is shorthand for protocol, host, port and path at once
@@ -58,7 +61,7 @@ class Service:
             "write_timeout": raw.get("write_timeout", 60000), "read_timeout": raw.get("read_timeout", 60000),
             "enabled": raw.get("enabled", True), "tags": raw.get("tags"),
         }
-        return cls(sid, raw.get("name"), protocol, host, port, path, entity)
+        return cls(sid, raw.get("name"), protocol, host, port, path, entity, (upstreams or {}).get(host))
 
 
 @dataclass

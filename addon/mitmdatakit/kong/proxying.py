@@ -60,4 +60,8 @@ def upstream_for(match: RouteMatch, query: str) -> Upstream | None:
     if not route.preserve_host:  # Kong sends the service's host, with a port unless the scheme's default
         default = DEFAULT_PORTS.get(service.protocol)
         host_header = service.host if service.port == default else f"{service.host}:{service.port}"
-    return Upstream(service.protocol, service.host, service.port, path, host_header)
+    host, port = service.host, service.port
+    if service.balanced_target is not None:  # the host names an Upstream entity: go to its target
+        name, _, number = service.balanced_target.rpartition(":")
+        host, port = name.strip("[]"), int(number)
+    return Upstream(service.protocol, host, port, path, host_header)
