@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
@@ -25,12 +25,38 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # inject); non-ASCII text is sent as UTF-8, i.e. obs-text, and allowed
 _VALUE_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
-# json.dumps() with options builds a new JSONEncoder on every call; these are
-# built once (same output: json.dumps(v, **kw) is JSONEncoder(**kw).encode(v)).
-_JSON_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+# json.dumps() with options builds a new JSONEncoder on every call; this one
+# is built once (same output: json.dumps(v, **kw) is JSONEncoder(**kw).encode(v)).
 _JSON_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
-# the fallback for strings with lone surrogates: \uXXXX escapes, lossless
-_JSON_BODY_ASCII = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+
+
+def _compact_json_encoder(ascii_only: bool) -> Callable[[Any], str]:
+    """Compact JSON text, NaN and Infinity refused (ValueError). The C
+    encoder is made once and reused: JSONEncoder.encode makes one per call
+    (with two Python frames around it), which is most of the cost of
+    encoding the small values workflows pass around. Without the cycle
+    check: a circular value fails with RecursionError, as a too deep one does."""
+    escape = json.encoder.encode_basestring_ascii if ascii_only else json.encoder.encode_basestring
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
+    if make is None:  # a Python without the C accelerator
+        return json.JSONEncoder(ensure_ascii=ascii_only, separators=(",", ":"), allow_nan=False, check_circular=False).encode
+    encode = make(None, json.JSONEncoder().default, escape, None, ":", ",", False, False, False)
+
+    def text(value: Any) -> str:
+        if isinstance(value, str):
+            return escape(value)
+        return "".join(encode(value, 0))
+
+    return text
+
+
+json_text = _compact_json_encoder(ascii_only=False)
+"""Compact JSON text of a value (ValueError: NaN, Infinity or a key that is
+not a string, number, boolean or null; TypeError: not JSON; RecursionError:
+too deep or circular; UnicodeEncodeError later, on a lone surrogate, when
+the text is encoded to UTF-8: use `json_text_ascii` then)."""
+json_text_ascii = _compact_json_encoder(ascii_only=True)
+"""As `json_text`, non-ASCII characters as \\uXXXX escapes (lossless for lone surrogates)."""
 
 
 def _finite_float(text: str) -> float:
@@ -282,9 +308,9 @@ def encode_body(value: Any, content_type: str | None) -> tuple[bytes, str | None
         return encode_query(value).encode("ascii"), None
     try:
         try:
-            data = _JSON_BODY(value).encode("utf-8")
+            data = json_text(value).encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: escape them instead
-            data = _JSON_BODY_ASCII(value).encode("ascii")
+            data = json_text_ascii(value).encode("ascii")
     except (ValueError, TypeError, RecursionError) as e:
         raise CodecError(f"the body cannot be encoded as JSON: {e}") from None
     if content_type:

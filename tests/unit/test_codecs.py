@@ -17,6 +17,8 @@ from mitmdatakit.codecs import (
     encode_body,
     encode_headers,
     encode_query,
+    json_text,
+    json_text_ascii,
     normalize_path,
     text_to_bytes,
 )
@@ -272,6 +274,36 @@ def test_lone_surrogates_are_escaped_not_mangled():
     assert json.loads(data) == value
     # bytes that are not UTF-8 are not JSON: a lossless string
     assert text_to_bytes(decode_body(b'{"a": "\xed\xa0\x80"}', "application/json")) == b'{"a": "\xed\xa0\x80"}'
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+@settings(max_examples=300, deadline=None)
+def test_json_text_is_compact_json_dumps(value):
+    """The reused C encoder writes what json.dumps writes, compact."""
+    assert json_text(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    assert json_text_ascii(value) == json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+@pytest.mark.parametrize("bad, error", [
+    (float("nan"), ValueError), ({"a": [float("inf")]}, ValueError), ({(1, 2): 1}, TypeError), (b"x", TypeError),
+])
+def test_json_text_refuses_what_is_not_json(bad, error):
+    with pytest.raises(error):
+        json_text(bad)
+
+
+def test_json_text_of_a_circular_value_is_a_recursion_error():
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(RecursionError):
+        json_text(loop)
 
 
 def test_too_deep_json_is_a_codec_error():

@@ -173,12 +173,13 @@ def test_a_slow_in_process_run_sends_the_program_to_the_workers(monkeypatch, cap
     monkeypatch.setattr("mitmdatakit.nodes.jq.SLOW_RUN_SECONDS", 0.0)
     node = _node("[.[] | tostring] | join(\",\")")
     assert node.in_process
-    data = json.dumps(list(range(100))).encode()
+    data = list(range(100))
+    text = json.dumps(data)
     with caplog.at_level(logging.WARNING, logger="mitmdatakit"):
         for _ in range(jq_bounds.SLOW_RUNS_TO_DEMOTE - 1):  # a garbage collection may slow one run
-            assert node._run_here(data).startswith("0,1,2")
+            assert node._run_here(text, data).startswith("0,1,2")
         assert node.in_process
-        assert node._run_here(data).startswith("0,1,2")
+        assert node._run_here(text, data).startswith("0,1,2")
     assert not node.in_process
     assert "runs in the jq workers from now on" in caplog.text
 
@@ -186,7 +187,7 @@ def test_a_slow_in_process_run_sends_the_program_to_the_workers(monkeypatch, cap
 def test_in_process_errors_read_as_the_workers_do():
     node = _node('error("boom")')
     with pytest.raises(NodeError, match=r"^jq error: boom"):
-        node._run_here(b"null")
+        node._run_here("null", None)
     pool = JqPool(size=1)
     try:
         with pytest.raises(JqError, match="boom"):

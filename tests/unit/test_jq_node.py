@@ -113,3 +113,16 @@ async def test_jq_runtime_error_is_a_node_error(dk, jq):
     body = body_json(flow)
     assert body["node"] == {"index": 1, "name": "J", "type": "jq"}
     assert body["error"]
+
+
+async def test_jq_input_with_lone_surrogates_runs_in_process(dk):
+    """A lossless JSON body may hold lone surrogates (U+DCFF for a byte that
+    is not UTF-8): jq gets them as \\uXXXX escapes, not a crash."""
+    flow = make_flow("/p", method="POST", headers={"Content-Type": "application/json"}, body=b'{"a": "\\udcff", "b": "ok"}')
+    node = """\
+    - name: J
+      type: jq
+      input: request.body
+      jq: '[.b, (.a | length)]'
+    """
+    assert await jq_result(dk, node, flow) == ["ok", 1]

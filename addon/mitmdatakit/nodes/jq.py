@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import jq
 
+from ..codecs import json_text, json_text_ascii
 from ..context import NodeContext
 from ..errors import JqError, JqTimeout, JqWorkerFailed, NodeError
 from ..jq_bounds import INPUT_LIMIT, SLOW_RUN_SECONDS, SLOW_RUNS_TO_DEMOTE, is_bounded
@@ -29,10 +30,6 @@ logger = logging.getLogger("mitmdatakit")
 
 TIMEOUT_OPTION = "datakit_jq_timeout"
 POOL_KEY = "jq_pool"
-
-# built once: json.dumps() with options would build an encoder per call
-_TO_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
-_TO_JSON_ASCII = json.JSONEncoder(allow_nan=False).encode
 
 
 @register
@@ -76,17 +73,14 @@ class JqNode(Node):
             for name, value in inputs.items():  # ports connected from the source side
                 data.setdefault(name, value)
         try:
-            try:
-                text = _TO_JSON(data).encode("utf-8")
-            except UnicodeEncodeError:  # lossless bodies may carry lone surrogates
-                text = _TO_JSON_ASCII(data).encode("ascii")
-        except ValueError as e:
+            text = json_text(data)
+        except (ValueError, TypeError) as e:
             raise NodeError(f"jq error: {_first_line(e)}") from None
         except RecursionError:
             raise NodeError("jq error: the input is nested too deeply to encode as JSON") from None
-        if self.in_process and len(text) <= INPUT_LIMIT:
-            return {SELF: self._run_here(text)}
-        return self._run_in_worker(text, ctx)
+        if self.in_process and _utf8_fits(text, INPUT_LIMIT):
+            return {SELF: self._run_here(text, data)}
+        return self._run_in_worker(_utf8(text, data), ctx)
 
     async def _run_in_worker(self, text: bytes, ctx: NodeContext) -> dict[str, Any]:
         services = ctx.services
@@ -117,11 +111,14 @@ class JqNode(Node):
             logger.warning("Datakit: jq node %r took %.0f ms of CPU in process %d runs in a row; "
                            "its program runs in the jq workers from now on", self.name, elapsed * 1000, self._slow_runs)
 
-    def _run_here(self, text: bytes) -> Any:
+    def _run_here(self, text: str, data: Any) -> Any:
         # CPU time of this thread: a run the OS preempted is not a slow program
         started = time.thread_time()
         try:
-            results = self.program.input_text(text.decode("utf-8")).all()
+            try:
+                results = self.program.input_text(text).all()
+            except UnicodeEncodeError:  # lone surrogates (lossless bodies): \uXXXX escapes instead
+                results = self.program.input_text(json_text_ascii(data)).all()
         except ValueError as e:
             raise NodeError(f"jq error: {first_line(e)}") from None
         except RecursionError:
@@ -129,6 +126,20 @@ class JqNode(Node):
         finally:
             self._clock(time.thread_time() - started)
         return _one_value(results)
+
+
+def _utf8_fits(text: str, limit: int) -> bool:
+    """Whether the UTF-8 form of `text` is at most `limit` bytes."""
+    if len(text) > limit:
+        return False
+    return text.isascii() or len(text.encode("utf-8", "surrogatepass")) <= limit
+
+
+def _utf8(text: str, data: Any) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: \uXXXX escapes instead
+        return json_text_ascii(data).encode("ascii")
 
 
 def _one_value(results: list[Any]) -> Any:
