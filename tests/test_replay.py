@@ -148,3 +148,37 @@ async def test_the_plugin_replays_in_async_tests(recording, datakit):
     flowfile, workflows = recording
     report = await datakit.areplay(flowfile, workflows=workflows)
     assert report.ok and len(report.flows) == 3
+
+
+def test_a_response_the_workflow_left_alone_is_replayed_from_the_record(tmp_path, start_mitmdump, capsys):
+    """A workflow that changes only the request keeps no copy of the
+    upstream's response (the recorded one is it): the replay still
+    serves the upstream's answer from the record."""
+    from mitmproxy import io
+
+    tagged = {"match": {"paths": ["/tagged"]},
+              "nodes": [{"name": "TAG", "type": "static", "values": {"x-tag": "t1"}, "output": "service_request.headers"}]}
+    workflows = tmp_path / "workflows"
+    workflows.mkdir()
+    (workflows / "tagged.yaml").write_text(yaml.safe_dump(tagged, sort_keys=False))
+    flowfile = tmp_path / "flows.mitm"
+    with MockServer() as upstream:
+        upstream.route("GET", "/tagged", lambda req: Reply(json={"tag": req.header("x-tag")}, headers={"x-up": "yes"}))
+        mitm = start_mitmdump(workflows, args=["-w", str(flowfile)], quiet=True)
+        with mitm.client() as c:
+            assert c.get(f"{upstream.url}/tagged").json() == {"tag": "t1"}
+        assert mitm.stop() == 0
+    with flowfile.open("rb") as f:
+        (flow,) = list(io.FlowReader(f).stream())
+    assert flow.metadata["datakit_originals"]["service_response"] == "as recorded"
+
+    code, out, err = replay(capsys, flowfile, "--workflows", workflows)
+    assert code == 0, out + err
+    assert "1 flow(s): 1 same, 0 changed, 0 skipped" in out
+
+    tagged["nodes"].append({"name": "MARK", "type": "static", "values": {"x-mark": "m"}, "output": "response.headers"})
+    (workflows / "tagged.yaml").write_text(yaml.safe_dump(tagged, sort_keys=False))
+    code, out, _ = replay(capsys, flowfile, "--workflows", workflows)
+    assert code == 1
+    assert "header x-mark: added 'm'" in out
+    assert "body" not in out.split("changed", 1)[1]  # the upstream's body, from the record

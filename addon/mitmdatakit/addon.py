@@ -46,7 +46,8 @@ class Datakit(DatakitCommands):
     def __init__(self, default_config: str | None = None, certs_dir: str | None = None) -> None:
         self.default_config = default_config or default_config_path()
         self.certs_dir = certs_dir
-        self.engine = Engine(Services(option=self._option), debug=lambda: bool(ctx.options.datakit_debug))
+        self._debug_all = False  # datakit_debug, kept here: read on every flow
+        self.engine = Engine(Services(option=self._option), debug=lambda: self._debug_all)
         self._is_running = False
         self._watcher: asyncio.Task[None] | None = None
         self._disconnect_watcher: asyncio.Task[None] | None = None
@@ -131,6 +132,8 @@ class Datakit(DatakitCommands):
             # workflows answer hosts that have no server: mitmproxy must not
             # connect upstream (and fail the CONNECT) before the workflow ran
             ctx.options.update(connection_strategy="lazy")
+        if "datakit_debug" in updated:
+            self._debug_all = bool(ctx.options.datakit_debug)
         self.client_host.options_changed(ctx.options, updated)
         if updated & {"mode", "keep_host_header", "stream_large_bodies"}:
             self._choose_hooks()

@@ -168,7 +168,9 @@ class Engine:
         run = self.runs.get(flow.id)
         if run is None or run.finished:
             return None
-        keep_upstream_response(flow)
+        keep_upstream_response(flow, unchanged=not (
+            run.plan.needs_response_phase or run.client_response.changes_upstream_response or run.trace_to_client
+        ))
         if not run.plan.needs_response_phase:
             self._finish(run)
             return None

@@ -23,10 +23,18 @@ def keep_client_request(flow: http.HTTPFlow) -> None:
     flow.metadata[METADATA_KEY] = {"request": flow.request.get_state()}
 
 
-def keep_upstream_response(flow: http.HTTPFlow) -> None:
+# "service_response" of a flow whose workflow left the upstream's response
+# as it was: the recorded response is the upstream's (no copy kept)
+AS_RECORDED = "as recorded"
+
+
+def keep_upstream_response(flow: http.HTTPFlow, *, unchanged: bool = False) -> None:
+    """Keep the upstream's response; `unchanged`: the workflow will not
+    change it (no response phase, no writes, no trace to the client), so
+    the recorded response will be this one and no copy is made."""
     kept = flow.metadata.get(METADATA_KEY)
     if isinstance(kept, dict) and flow.response is not None:
-        kept["service_response"] = flow.response.get_state()
+        kept["service_response"] = AS_RECORDED if unchanged else flow.response.get_state()
 
 
 def _state(flow: http.HTTPFlow, key: str) -> dict[str, Any] | None:
@@ -50,6 +58,8 @@ def upstream_response(flow: http.HTTPFlow) -> http.Response | None:
     """The upstream's response before the workflow's response phase; None
     when the upstream was never asked (an exit or a failure answered)."""
     if not kept(flow):
+        return flow.response.copy() if flow.response is not None else None
+    if flow.metadata[METADATA_KEY].get("service_response") == AS_RECORDED:
         return flow.response.copy() if flow.response is not None else None
     state = _state(flow, "service_response")
     return http.Response.from_state(state) if state is not None else None
