@@ -118,6 +118,14 @@ class FlowRun:
     """One workflow executing for one flow. Nodes see it through the narrow
     `context.NodeContext` (their `ctx`); everywhere else it is the `run`."""
 
+    # one per flow: slots make it smaller and quicker to build and read
+    __slots__ = (
+        "_cancelled", "_finished", "_replaced_by_trace", "_tasks", "_wakeup", "aborted", "client_request",
+        "client_response", "consumer", "credential", "ctx_plugin", "ctx_shared", "debug", "errors", "failure",
+        "finished", "flow", "node_dispatched", "node_end", "node_start", "phase", "plan", "remaining", "services",
+        "started", "started_wall", "status", "trace", "trace_to_client", "values", "workflow",
+    )
+
     def __init__(self, workflow: Workflow, flow: http.HTTPFlow, services: Services, *, tracing: bool = False) -> None:
         plan = workflow.plan
         self.workflow = workflow
