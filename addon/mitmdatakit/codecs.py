@@ -106,6 +106,8 @@ def header_value_strings(name: str, value: Any) -> list[str] | None:
         raise CodecError(f"invalid header name {name!r} (a header name is a token: letters, digits and !#$%&'*+-.^_`|~)")
     if value is None:
         return None
+    if type(value) is str and _VALUE_CONTROL.search(value) is None:
+        return [value]  # the common case, without the calls below
     values = value if isinstance(value, list) else [value]
     out = []
     for item in values:

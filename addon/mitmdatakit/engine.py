@@ -151,12 +151,17 @@ class Engine:
         run.trace_to_client = debug and trace_requested(flow)
         if self.record_trace and run.trace is None:
             run.trace = Trace(wf.redactor)
-        self._track(run)
+        # tracked (for client_gone, the response hook) only once it must wait
         return run, self._phase(run, Phase.REQUEST, self._request_done)
 
     def _request_done(self, run: FlowRun) -> None:
         if run.client_response.exit is not None:
             self._finish(run)
+        elif _done_before_proxying(run):
+            keep_upstream_response(run.flow, unchanged=True)
+            self._finish(run)
+        else:
+            self._track(run)  # the response hook finishes it
 
     async def response(self, flow: http.HTTPFlow) -> None:
         pending = self.start_response(flow)
@@ -186,6 +191,7 @@ class Engine:
         if pending is None:
             then(run)
             return None
+        self._track(run)  # node tasks in flight: a client that goes away aborts them
         return self._finish_phase(run, pending, then)
 
     async def _finish_phase(self, run: FlowRun, pending: Coroutine[Any, Any, None], then: Callable[[FlowRun], None]) -> None:
@@ -336,6 +342,23 @@ class Engine:
         """Keep the run's summary (and trace, when traced) on the flow: the
         `Datakit` contentview, markers, saved flows (summary.py)."""
         attach(run, time.perf_counter())
+
+
+def _done_before_proxying(run: FlowRun) -> bool:
+    """Whether the run has nothing left to do once its request phase is
+    over: no response phase, no change to the upstream's response, no trace
+    for the client, no recorded request to scrub once it is sent. Such a
+    run ends with its request phase (the common request-rewriting
+    workflow): summary and originals are kept then, and its flow's
+    response hook has nothing to do."""
+    plan = run.plan
+    return not (
+        plan.needs_response_phase
+        or run.client_response.changes_upstream_response
+        or run.trace_to_client
+        or plan.secret_request_writes
+        or run.workflow.secrets
+    )
 
 
 def _acts_on_request(wf: Workflow) -> bool:

@@ -33,8 +33,12 @@ def keep_upstream_response(flow: http.HTTPFlow, *, unchanged: bool = False) -> N
     change it (no response phase, no writes, no trace to the client), so
     the recorded response will be this one and no copy is made."""
     kept = flow.metadata.get(METADATA_KEY)
-    if isinstance(kept, dict) and flow.response is not None:
-        kept["service_response"] = AS_RECORDED if unchanged else flow.response.get_state()
+    if not isinstance(kept, dict):
+        return
+    if unchanged:  # (said before the upstream answered, too)
+        kept["service_response"] = AS_RECORDED
+    elif flow.response is not None:
+        kept["service_response"] = flow.response.get_state()
 
 
 def _state(flow: http.HTTPFlow, key: str) -> dict[str, Any] | None:

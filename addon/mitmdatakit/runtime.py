@@ -557,11 +557,15 @@ class FlowRun:
     def _gather(self, i: int) -> dict[str, Any]:
         inputs: dict[str, Any] = {}
         node = self.plan.nodes[i]
-        status = self.status
+        status, values = self.status, self.values
         for c in self.plan.inputs[i]:
             if status[c.src] != NODE_COMPLETE:
                 continue  # a skipped source of a sink
-            value = self._source(c.src, c.src_port, c.src_key)
+            out = values[c.src]
+            if c.src_port is None and c.src_key is None and out is not None and SELF in out:
+                value = out[SELF]  # a node's single output (most connections; no call on the per-flow path)
+            else:
+                value = self._source(c.src, c.src_port, c.src_key)
             if c.dst_port is None:
                 if value is None:
                     continue
@@ -575,7 +579,7 @@ class FlowRun:
             elif c.dst_key is not None:
                 inputs.setdefault(c.dst_port, {})[c.dst_key] = value
             else:
-                if c.dst_type is not PortType.ANY:
+                if c.dst_type is not PortType.ANY and value is not None:
                     value = _checked(node.name, c.dst_port, c.dst_type, value)
                 inputs[c.dst_port] = value
         return inputs

@@ -38,7 +38,7 @@ def summarize(run: FlowRun, ended: float) -> dict[str, Any]:
     node_start, node_end, status, errors = run.node_start, run.node_end, run.status, run.errors
     nodes = []
     for i, node in enumerate(run.plan.nodes):
-        if not node.declared:
+        if node.implicit:
             continue  # implicit nodes: not in the workflow's `nodes`
         began, done = node_start[i], node_end[i]
         entry: dict[str, Any] = {
@@ -55,8 +55,8 @@ def summarize(run: FlowRun, ended: float) -> dict[str, Any]:
     record: dict[str, Any] = {
         "version": SUMMARY_VERSION,
         "workflow": run.workflow.name,
-        "status": run_status(run),
-        "request_id": run.request_id,
+        "status": PLAN_ERROR if failure is not None else PLAN_COMPLETE if run.finished else ABANDONED,  # run_status
+        "request_id": run.flow.id,
         "started_at": run.started_wall,
         "duration": ended - start,
         "debug": run.trace is not None,

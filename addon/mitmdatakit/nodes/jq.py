@@ -124,8 +124,10 @@ class JqNode(Node):
         except RecursionError:
             raise NodeError("jq failed: jq result is nested too deeply to return") from None
         finally:
-            self._clock(time.thread_time() - started)
-        return _one_value(results)
+            elapsed = time.thread_time() - started
+            if elapsed > SLOW_RUN_SECONDS or self._slow_runs:
+                self._clock(elapsed)
+        return results[0] if len(results) == 1 else _one_value(results)
 
 
 def _utf8_fits(text: str, limit: int) -> bool:
