@@ -54,11 +54,16 @@ class KeyAuthStandIn:
         self.keys = {cred["key"]: consumer["username"]
                      for consumer in doc.get("consumers", []) for cred in consumer.get("keyauth_credentials", [])}
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # the client's path: loaded after Datakit, `request` sees the service's
+        flow.metadata["keyauth_standin_path"] = flow.request.path
+
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return
+        path = flow.metadata.get("keyauth_standin_path", flow.request.path)
         for paths, config in self.scopes:
-            if any(flow.request.path.startswith(p) for p in paths):
+            if any(path.startswith(p) for p in paths):
                 self._authenticate(flow, config)
                 return
 
