@@ -26,17 +26,17 @@ NODE_TYPES = ["branch", "cache", "call", "jq", "exit", "property", "static", "js
 def one_of_each(api: str) -> list[dict[str, Any]]:
     """A minimal valid node of each type the page lists."""
     return [
-        {"name": "S", "type": "static", "values": {"ok": True, "xml": "<a>1</a>", "token": "x.y.z"}},
+        {"name": "S", "type": "static", "values": {"ok": True, "xml": "<a>1</a>", "token": "x.y.z", "key": "k" * 32}},
         {"name": "B", "type": "branch", "input": "S.ok", "then": ["J"]},
         {"name": "J", "type": "jq", "input": "S", "jq": "."},
-        {"name": "C", "type": "cache", "inputs": {"key": "J.token"}},
+        {"name": "C", "type": "cache", "inputs": {"key": "S.token"}},
         {"name": "CALL", "type": "call", "url": f"{api}/cat"},
         {"name": "P", "type": "property", "property": "kong.version"},
         {"name": "J2X", "type": "json_to_xml", "input": "S"},
         {"name": "X2J", "type": "xml_to_json", "input": "S.xml", "attributes_name_prefix": "@"},
-        {"name": "JD", "type": "jwt_decode", "inputs": {"token": "S.token"}},
-        {"name": "JS", "type": "jwt_sign", "algorithm": "HS256", "key": "k" * 32, "inputs": {"claims": "S"}},
-        {"name": "JV", "type": "jwt_verify", "key": "k" * 32, "inputs": {"token": "JS"}},
+        {"name": "JD", "type": "jwt_decode", "input": "S.token"},
+        {"name": "JS", "type": "jwt_sign", "algorithm": "HS256", "inputs": {"claims": "S", "key": "S.key"}},
+        {"name": "JV", "type": "jwt_verify", "inputs": {"token": "JS.token", "key": "S.key"}},
         {"name": "E", "type": "exit", "status": 200, "inputs": {"body": "J"}},
     ]
 
