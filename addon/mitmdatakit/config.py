@@ -22,7 +22,8 @@ import jsonschema
 
 from .errors import ConfigError
 from .graph import build_plan
-from .kong.declarative import is_declarative, load_declarative
+from .kong import deck_env
+from .kong.declarative import FORMAT_KEY, is_declarative, load_declarative
 from .nodes.base import Node, NodeSpec, WorkflowInfo, implicit_names, node_types
 from .parsing import parse_text, shorten
 from .resources import resource_types
@@ -99,7 +100,7 @@ def load_file_workflows(path: str | os.PathLike[str]) -> list[Workflow]:
     plugins (kong/declarative.py), each placed by that file's router."""
     p = Path(path)
     source = str(p)
-    doc = parse_text(_read_file(p), source, p.suffix.lower() == ".json")
+    doc = _parse_file_text(_read_file(p), p)
     if is_declarative(doc):
         return load_declarative(doc, source, lambda plugin, name: load_document(plugin, source=source, default_name=name)).workflows
     return [load_document(doc, source=source, default_name=p.stem)]
@@ -111,6 +112,22 @@ def load_file(path: str | os.PathLike[str]) -> Workflow:
     if len(workflows) != 1:
         raise ConfigError(f"a Kong declarative file with {len(workflows)} datakit plugins, not one workflow", file=str(p))
     return workflows[0]
+
+
+def _parse_file_text(text: str, p: Path) -> Any:
+    """The document in a workflow file. A decK file's `${{ env "DECK_..." }}`
+    placeholders are filled in first, as decK does (kong/deck_env.py); a
+    workflow file's text is taken as written."""
+    source, is_json = str(p), p.suffix.lower() == ".json"
+    if not deck_env.has_placeholders(text) or FORMAT_KEY not in text:
+        return parse_text(text, source, is_json)
+    try:  # decK renders before parsing: a JSON file may only parse once rendered
+        raw = parse_text(text, source, is_json)
+    except ConfigError:
+        raw = None
+    if raw is not None and not is_declarative(raw):
+        return raw
+    return parse_text(deck_env.render(text, source), source, is_json)
 
 
 def _read_file(p: Path) -> str:
@@ -127,8 +144,7 @@ def check_file(path: str | os.PathLike[str]) -> tuple[list[Workflow] | None, lis
     source = str(p)
     errors: list[ConfigError] = []
     try:
-        text = _read_regular_file(p)
-        doc = parse_text(text, source, p.suffix.lower() == ".json")
+        doc = _parse_file_text(_read_regular_file(p), p)
         if is_declarative(doc):
             return load_file_workflows(p), []
         workflow = load_document(doc, source=source, default_name=p.stem, errors=errors)
