@@ -58,7 +58,8 @@ class Datakit(DatakitCommands):
         self.kong = KongGateway(lambda: bool(self._option(NO_ROUTE_OPTION)))
         self.restorer = ResponseRestorer()  # appended to mitmproxy's chain in running
         self._added_restorer = False
-        self.addons: list[Any]  # child addons: only Kong's gateway, while a decK file is loaded (_place_kong)
+        self.addons: list[Any]  # child addons: only Kong's gateway, while a decK file is loaded (_choose_hooks)
+        self._host_in_request = False  # the reverse-mode Host rewrite runs in `request` (_choose_hooks)
         self._changes = ChangeDetector()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
@@ -101,12 +102,25 @@ class Datakit(DatakitCommands):
         the client-Host and streaming hooks are set on this instance, by
         name, when the options call for them (mitmproxy looks hooks up with
         getattr), and Kong's gateway is a child addon only while a decK
-        file is loaded (`_place_kong`)."""
+        file is loaded.
+
+        The reverse-mode Host rewrite (`ClientHost`) runs at
+        `requestheaders` when something else needs that hook (streaming,
+        Kong's router, which route on the client's Host there); otherwise
+        at the start of `request`, before a workflow is selected, which
+        spares every flow a hook call. The upstream sees the same request
+        either way."""
+        streaming = bool(getattr(ctx.options, "stream_large_bodies", None))  # (absent in some test contexts)
+        kong = bool(self.kong.routers)
         hooks: dict[str, list[Callable[[Any], None]]] = {name: [] for name in OPTIONAL_HOOKS}
+        self._host_in_request = False
         if self.client_host.rewrite:  # reverse mode: first, selection needs the client's Host
-            hooks["requestheaders"].append(self.client_host.requestheaders)
             hooks["server_connect"].append(self.client_host.server_connect)
-        if ctx.options.stream_large_bodies:
+            if streaming or kong:
+                hooks["requestheaders"].append(self.client_host.requestheaders)
+            else:
+                self._host_in_request = True
+        if streaming:
             hooks["requestheaders"].append(self.stream_guard.requestheaders)
             hooks["responseheaders"].append(self.stream_guard.responseheaders)
         for name, handlers in hooks.items():
@@ -114,14 +128,9 @@ class Datakit(DatakitCommands):
                 vars(self).pop(name, None)
             else:
                 setattr(self, name, handlers[0] if len(handlers) == 1 else _in_turn(handlers))
-
-    def _place_kong(self) -> None:
-        """The Kong gateway child is there exactly while a decK file is
-        loaded; without children the addon has no `addons` at all (one
-        level less for mitmproxy to walk on every event)."""
-        if self.kong.routers:
+        if kong:
             self.addons = [self.kong]
-        else:
+        else:  # no `addons` at all: one level less for mitmproxy to walk on every event
             vars(self).pop("addons", None)
 
     def configure(self, updated: set[str]) -> None:
@@ -274,7 +283,7 @@ class Datakit(DatakitCommands):
         workflows = outcome.workflows
         old, self.engine.workflows = self.engine.workflows, workflows
         self.kong.use(workflows)
-        self._place_kong()
+        self._choose_hooks()  # Kong's gateway is there exactly while a decK file is loaded
         self._sync_restorer()
         self.last_reload_error = None
         # old and new: a closing workflow may still log
@@ -325,6 +334,8 @@ class Datakit(DatakitCommands):
 
     # one coroutine per hook: the engine's own only when a node must be waited for
     async def request(self, flow: http.HTTPFlow) -> None:
+        if self._host_in_request:
+            self.client_host.requestheaders(flow)
         pending = self.engine.start_request(flow)[1]
         if pending is not None:
             await pending

@@ -158,8 +158,11 @@ class Engine:
         if run.client_response.exit is not None:
             self._finish(run)
         elif _done_before_proxying(run):
+            # what _finish would do, less what cannot apply here: no answer
+            # or patch to write, no tracking to undo, no secret to scrub
             keep_upstream_response(run.flow, unchanged=True)
-            self._finish(run)
+            run.finished = True
+            attach(run, time.perf_counter())
         else:
             self._track(run)  # the response hook finishes it
 
@@ -352,9 +355,11 @@ def _done_before_proxying(run: FlowRun) -> bool:
     workflow): summary and originals are kept then, and its flow's
     response hook has nothing to do."""
     plan = run.plan
+    answer = run.client_response
     return not (
         plan.needs_response_phase
-        or run.client_response.changes_upstream_response
+        or answer.patch
+        or answer.status is not None  # (answer.changes_upstream_response, without a call)
         or run.trace_to_client
         or plan.secret_request_writes
         or run.workflow.secrets
