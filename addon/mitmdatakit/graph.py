@@ -53,6 +53,11 @@ class Plan:
         return self.by_name.get(name)
 
     @cached_property
+    def dependency_counts(self) -> list[int]:
+        """Per node, how many nodes it waits for (a run counts them down)."""
+        return [len(d) for d in self.deps]
+
+    @cached_property
     def phase_order(self) -> dict[Phase, tuple[int, ...]]:
         """Per phase, its nodes in topological order (where a phase starts)."""
         return {p: tuple(i for i in self.order if self.phase[i] is p) for p in Phase}

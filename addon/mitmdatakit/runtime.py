@@ -136,7 +136,7 @@ class FlowRun:
         self.values: list[Mapping[str, Any] | None] = [None] * n
         self.status: list[str] = [NODE_PENDING] * n
         self.errors: list[str | None] = [None] * n
-        self.remaining = [len(d) for d in plan.deps]
+        self.remaining = plan.dependency_counts.copy()
         # the run's timeline, kept for every run (summary.py): cheap clock reads
         self.started_wall = time.time()
         self.started = time.perf_counter()
