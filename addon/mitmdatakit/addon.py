@@ -340,7 +340,16 @@ class Datakit(DatakitCommands):
         if pending is not None:
             await pending
 
-    async def response(self, flow: http.HTTPFlow) -> None:
+    @property
+    def response(self) -> Callable[[http.HTTPFlow], Coroutine[Any, Any, None]] | None:
+        """The response hook, there only while a run awaits the upstream's
+        response: mitmproxy looks a hook up on every event and skips one
+        that is None, so the flows whose run ended with its request phase
+        (the usual request-rewriting workflow), and the flows no workflow
+        took, cost no hook call here."""
+        return self._response if self.engine.runs else None
+
+    async def _response(self, flow: http.HTTPFlow) -> None:
         pending = self.engine.start_response(flow)
         if pending is not None:
             await pending

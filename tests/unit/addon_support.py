@@ -69,6 +69,14 @@ class DK:
         await self.addon.request(flow)
         return flow
 
+    async def response(self, flow: http.HTTPFlow) -> http.HTTPFlow:
+        """The response hook as mitmproxy calls it: looked up now, skipped
+        when the addon has none (no run awaits a response)."""
+        hook = self.addon.response
+        if hook is not None:
+            await hook(flow)
+        return flow
+
     async def roundtrip(self, flow: http.HTTPFlow, upstream: http.Response | None = None) -> http.HTTPFlow:
         """request hook; the upstream answers unless a response is set; then
         the response hook (mitmproxy calls it for addon-set responses too)."""
@@ -76,8 +84,7 @@ class DK:
         if flow.response is None:
             self.upstream_calls += 1
             flow.response = upstream if upstream is not None else upstream_response()
-        await self.addon.response(flow)
-        return flow
+        return await self.response(flow)
 
 
 def active_runs(addon: Datakit) -> dict[str, Any]:

@@ -179,7 +179,7 @@ async def test_ctx_persists_from_request_to_response_phase(dk):
     assert run.plan.phase[run.plan.index("GET")] is Phase.RESPONSE
     assert flow.response is None
     flow.response = upstream_response(200)
-    await dk.addon.response(flow)
+    await dk.response(flow)
     assert flow.response.headers["x-q"] == "remembered"
 
 
@@ -426,7 +426,7 @@ async def test_service_response_status_runs_in_response_phase(dk):
     assert run.plan.phase[i] is Phase.RESPONSE
     assert run.status[i] == "NODE_PENDING"
     flow.response = upstream_response(404)
-    await dk.addon.response(flow)
+    await dk.response(flow)
     assert flow.response.status_code == 404
     assert flow.response.headers["x-upstream-status"] == "404"
 
@@ -437,7 +437,7 @@ async def test_response_status_set_changes_client_status(dk):
     await dk.addon.request(flow)
     assert flow.response is None  # still proxied
     flow.response = upstream_response(200)
-    await dk.addon.response(flow)
+    await dk.response(flow)
     assert flow.response.status_code == 418
     assert flow.response.content == b"message"
 

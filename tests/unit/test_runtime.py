@@ -201,7 +201,7 @@ async def test_request_and_response_phases(dk):
     assert flow.request.headers["x-to-upstream"] == "added"
 
     flow.response = upstream_response(json_body={"v": 41})
-    await dk.addon.response(flow)
+    await dk.response(flow)
     assert flow.response.status_code == 200
     assert body_json(flow) == {"req": "hello", "resp": 42}
     report = trace_of(flow)
@@ -233,7 +233,7 @@ async def test_exit_in_request_phase_never_runs_response_phase(dk):
     assert flow.response is not None and flow.response.status_code == 203
     exit_response = flow.response
     # mitmproxy still calls the response hook for an addon-set response
-    await dk.addon.response(flow)
+    await dk.response(flow)
     assert flow.response is exit_response
     assert flow.response.status_code == 203
     assert body_json(flow) == {"answered": "early"}
@@ -264,7 +264,7 @@ async def test_response_inputs_set_before_proxying_apply_to_upstream_response(dk
     assert flow.response is None
     assert "x-added" not in flow.request.headers  # a response header, not a request one
     flow.response = upstream_response(content=b"upstream text", headers={"content-type": "text/plain"})
-    await dk.addon.response(flow)
+    await dk.response(flow)
     assert flow.response.status_code == 200
     assert flow.response.headers["x-added"] == "yes"
     assert "header-response" not in flow.response.headers
@@ -350,7 +350,7 @@ async def test_node_failure_cancels_running_calls_and_answers_500(dk, srv, caplo
     # the full error is logged
     assert "boom 1" in caplog.text and "BOOM" in caplog.text
     # no second phase after the failure
-    await dk.addon.response(flow)
+    await dk.response(flow)
     assert body_json(flow) == {"message": "An unexpected error occurred", "request_id": flow.id}
     assert not active_runs(dk.addon)
 
