@@ -50,7 +50,7 @@ async def test_documented_property_examples_run():
         got = await runner.run([load_text(_block("CLIENT_IP"), source="get.yaml")], request_flow({"url": "http://api.test/x?y=1"}))
         assert got.response.status == 200
         body = got.response.json()
-        assert body["target"] == "api.test:80" and body["version"] == "3.15.0" and body["route_name"] == "workflow"  # load_text default name
+        assert body["forwarded_host"] == "api.test" and body["version"] == "3.15.0" and body["route_name"] == "workflow"  # load_text default name
 
         flow = request_flow({"url": "http://api.test/x"})
         upstream = build_response({"status": 200, "headers": {"content-type": "application/json"}, "body": {"ok": True}})

@@ -56,14 +56,6 @@ class ClientResponse:
         """Whether the upstream's response would be changed (a patch or a status)."""
         return bool(self.patch) or self.status is not None
 
-    def current_status(self, flow: http.HTTPFlow) -> int | None:
-        """The status the client gets as things stand."""
-        if self.status is not None:
-            return self.status
-        if self.exit is not None:
-            return self.exit.status
-        return flow.response.status_code if flow.response is not None else None
-
     def apply(self, flow: http.HTTPFlow) -> None:
         """Write the effects into the flow: the exit's answer replaces the
         response, then the patch and the status apply to whichever response

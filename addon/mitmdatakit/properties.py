@@ -115,12 +115,6 @@ def _forwarded(header: str, fallback: Callable[[NodeContext], Any], convert: Cal
     return getter
 
 
-def _target_get(ctx: NodeContext, _: str) -> str:
-    req = ctx.flow.request
-    host = f"[{req.host}]" if ":" in req.host else req.host
-    return f"{host}:{req.port}"
-
-
 def _split_target(text: str) -> tuple[str, int | None]:
     """`host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address."""
     if text.startswith("["):
@@ -190,10 +184,6 @@ def _upstream_set(ctx: NodeContext, _: str, value: Any) -> None:
         req.scheme = scheme
     req.host = host
     req.port = port if port is not None else (443 if req.scheme == "https" else 80)
-
-
-def _response_status_get(ctx: NodeContext, _: str) -> Any:
-    return ctx.client_response.current_status(ctx.flow)
 
 
 def _response_status_set(ctx: NodeContext, _: str, value: Any) -> None:
@@ -319,11 +309,13 @@ PROPERTIES: dict[str, Property] = {
         Property("kong.request.forwarded_host", _forwarded("x-forwarded-host", lambda r: _client_request(r)[0]), doc="X-Forwarded-Host, else the request host."),
         Property("kong.request.forwarded_port", _forwarded("x-forwarded-port", lambda r: _client_request(r)[1], int), doc="X-Forwarded-Port, else the request port."),
         Property("kong.request.forwarded_scheme", _forwarded("x-forwarded-proto", lambda r: _client_request(r)[2]), doc="X-Forwarded-Proto, else the request scheme."),
-        Property("kong.service.target", _target_get, _target_set, doc="host:port the request is proxied to."),
-        Property("kong.service.request.scheme", lambda ctx, _: ctx.flow.request.scheme, _scheme_set, doc="http or https towards the upstream."),
-        Property("kong.service.upstream", None, _upstream_set, doc="Proxy to a named entry of the workflow's `upstreams`."),
+        # Kong's four set-only properties (INDEX "Supported properties"): no
+        # getter, so a node reading one is refused at load, as in Kong.
+        Property("kong.service.target", set=_target_set, doc="Set the host:port the request is proxied to."),
+        Property("kong.service.request.scheme", set=_scheme_set, doc="Set http or https towards the upstream."),
+        Property("kong.service.upstream", set=_upstream_set, doc="Proxy to a named entry of the workflow's `upstreams`."),
         Property("kong.service.response.status", _service_response_status, get_phase=Phase.RESPONSE, doc="The upstream's status code."),
-        Property("kong.response.status", _response_status_get, _response_status_set, get_phase=Phase.RESPONSE, doc="The status the client gets.", sets_client_response=True),
+        Property("kong.response.status", set=_response_status_set, doc="Set the status the client gets.", sets_client_response=True),
         Property("kong.router.route", _route, doc="The matched route entity (a Kong declarative file), else the matched workflow: name, file and match block."),
         Property("kong.router.service", _service, doc="The matched route's service entity (a Kong declarative file), else null."),
         Property("kong.route_name", lambda ctx, _: ctx.workflow.name, doc="The matched workflow's name."),

@@ -607,6 +607,20 @@ def test_documented_property_can_be_set(tmp_path, name):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+SET_ONLY_PROPERTIES = ["kong.service.target", "kong.service.request.scheme", "kong.response.status", "kong.service.upstream"]
+
+
+@pytest.mark.parametrize("name", SET_ONLY_PROPERTIES)
+def test_set_only_property_cannot_be_read(tmp_path, name):
+    """INDEX "Supported properties": these four are only in the `set` table
+    (Kong has no getter for them), so a node reading one is refused at load,
+    naming the node and its `property` field."""
+    proc = validate(tmp_path, [{"name": "READ_IT", "type": "property", "property": name}])
+    assert proc.returncode != 0
+    assert "node #1 'READ_IT' (property): field 'property'" in proc.stdout + proc.stderr
+    assert f"property '{name}' can only be set" in proc.stdout + proc.stderr
+
+
 # -- static node -------------------------------------------------------------------
 
 

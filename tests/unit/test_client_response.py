@@ -24,7 +24,6 @@ def test_exit_answer_then_patch_then_status():
     effects.answer(403, {"X-A": "1"}, {"denied": True}, "EXIT")
     effects.set_patch("headers", {"x-b": "2"})
     effects.status = 418
-    assert effects.current_status(flow) == 418
     effects.apply(flow)
     assert flow.response.status_code == 418
     assert flow.response.headers["x-a"] == "1" and flow.response.headers["x-b"] == "2"
@@ -39,13 +38,6 @@ def test_the_first_exit_wins(caplog):
     assert effects.exit is not None and (effects.exit.status, effects.exit.body, effects.exit.node) == (401, "first", "A")
     assert "already set by 'A'" in caplog.text
 
-
-def test_current_status_falls_back_to_the_exit_then_the_upstream():
-    flow = tflow.tflow(resp=True)
-    effects = ClientResponse()
-    assert effects.current_status(flow) == flow.response.status_code
-    effects.answer(201, None, None, "EXIT")
-    assert effects.current_status(flow) == 201
 
 
 def test_a_patch_changes_the_upstream_response():

@@ -47,6 +47,9 @@ class PropertyNode(Node):
         self.setting = bool(inputs)
         if self.setting and self.prop.set is None:
             raise self.config_error(f"property {self.property_name!r} is read-only", field="property")
+        if not self.setting and self.prop.get is None:
+            raise self.config_error(
+                f"property {self.property_name!r} can only be set (Kong has no get for it): connect an input", field="property")
 
     def input_ports(self) -> Ports:
         return Ports(self_type=PortType.ANY)
