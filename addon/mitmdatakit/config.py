@@ -381,6 +381,14 @@ def _build_nodes(
     return specs, declared, connections
 
 
+def _report_exclusive(raw: Mapping[str, Any], source: str, where: _Where, errors: list[ConfigError] | None) -> None:
+    """`input`/`inputs` and `output`/`outputs` together: raise, or (checking)
+    note it beside the node's schema errors, whatever their values' types."""
+    for a, b in (("input", "inputs"), ("output", "outputs")):
+        if a in raw and b in raw:
+            _report(ConfigError(f"'{a}' and '{b}' are mutually exclusive", file=source, field=b, **where), errors)
+
+
 def _build_node(
     number: int, raw: Any, source: str, info: WorkflowInfo, prefix: str, seen: dict[str, int], errors: list[ConfigError] | None,
 ) -> tuple[NodeSpec, Node, dict[str, Any]] | None:
@@ -393,7 +401,17 @@ def _build_node(
     node_type = raw.get("type")
     where: _Where = {"node": name if isinstance(name, str) else None, "index": number}
     if not isinstance(name, str):
-        raise ConfigError("required attribute is missing" if name is None else "must be a string", file=source, field="name", **where)
+        missing = ConfigError("required attribute is missing" if name is None else "must be a string", file=source, field="name", **where)
+        # (checking) Kong reports every field error at once: the node's other
+        # errors too, when its type says which attributes it has
+        cls = types.get(node_type) if isinstance(node_type, str) else None
+        if errors is None or cls is None or cls.implicit:
+            raise missing
+        where["node_type"] = node_type
+        if _schema_check(node_schema(node_type), raw, source, "", errors, **where):
+            raise missing
+        _report_exclusive(raw, source, where, errors)
+        return None
     if not isinstance(node_type, str):
         raise ConfigError("required attribute is missing" if node_type is None else "must be a string", file=source, field="type", **where)
     cls = types.get(node_type)
@@ -407,10 +425,9 @@ def _build_node(
         raise ConfigError(f"duplicate node name {name!r} (also node #{seen[name]})", file=source, field="name", **where)
     seen[name] = number
     if not _schema_check(node_schema(node_type), raw, source, "", errors, **where):
+        _report_exclusive(raw, source, where, errors)
         return None  # (checking) its schema errors are noted; building it would repeat them
-    for a, b in (("input", "inputs"), ("output", "outputs")):
-        if a in raw and b in raw:
-            raise ConfigError(f"'{a}' and '{b}' are mutually exclusive", file=source, field=b, **where)
+    _report_exclusive(raw, source, where, None)
     attrs = {k: v for k, v in raw.items() if k not in ("name", "type", *CONNECTION_KEYS)}
     conns = {k: raw[k] for k in CONNECTION_KEYS if k in raw}
     spec = NodeSpec(name=name, type=node_type, index=number, attrs=attrs, source=source, connections=conns)
