@@ -248,12 +248,6 @@ def _credential_get(ctx: NodeContext, _: str) -> Any:
     return ctx.credential if ctx.credential is not None else _proxy_user(ctx)
 
 
-def _credential_set(ctx: NodeContext, _: str, value: Any) -> None:
-    if value is not None and not isinstance(value, Mapping):
-        raise NodeError(f"kong.client.credential must be an object, got {json_type(value)}")
-    ctx.credential = dict(value) if value is not None else None
-
-
 def _consumer_groups_get(ctx: NodeContext, _: str) -> Any:
     """PDK `kong.client.get_consumer_groups()`: the authenticated consumer's
     groups; nil when none were authenticated (no consumer, no decK file with
@@ -328,7 +322,7 @@ PROPERTIES: dict[str, Property] = {
         Property("kong.client.forwarded_port", _client_port, doc="The client's source port (no trusted proxies)."),
         Property("kong.nginx.subsystem", lambda ctx, _: "http", doc="Always 'http'."),
         Property("kong.client.consumer", _consumer_get, _consumer_set, doc="The consumer (from mitmproxy's proxyauth when not set)."),
-        Property("kong.client.credential", _credential_get, _credential_set, doc="The credential (from mitmproxy's proxyauth when not set)."),
+        Property("kong.client.credential", _credential_get, None, doc="The credential: mitmproxy's proxyauth user (Kong: get only; the consumer is set with kong.client.consumer)."),
         Property("kong.version", lambda ctx, _: KONG_VERSION, doc="The Kong Datakit version this engine follows."),
         Property("kong.node.id", lambda ctx, _: ctx.services.node_id, doc="A UUID for this mitmproxy process."),
         Property("kong.node.memory_stats", lambda ctx, _: memory_stats(), doc="Kong's shape: cache memory dictionaries (`lua_shared_dicts`), this process (`workers_lua_vms`), in bytes."),

@@ -621,6 +621,20 @@ def test_set_only_property_cannot_be_read(tmp_path, name):
     assert f"property '{name}' can only be set" in proc.stdout + proc.stderr
 
 
+def test_credential_cannot_be_set(tmp_path):
+    """INDEX "Supported properties": `kong.client.credential` is in the get
+    table only (the set table has `kong.client.consumer`), so a node that
+    sets it is refused at load, naming the node and its `property` field."""
+    proc = validate(tmp_path, [
+        {"name": "VALUE", "type": "static", "values": {"id": "cred-1"}},
+        {"name": "SET_IT", "type": "property", "property": "kong.client.credential", "input": "VALUE"},
+    ])
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "node #2 'SET_IT' (property): field 'property'" in out
+    assert "property 'kong.client.credential' is read-only" in out
+
+
 # -- static node -------------------------------------------------------------------
 
 
