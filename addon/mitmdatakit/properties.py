@@ -260,7 +260,9 @@ def _response_source_get(ctx: NodeContext, _: str) -> str | None:
     """PDK `kong.response.get_source()`: "exit" once an exit node answered,
     "error" once the flow failed (mitmproxy's `flow.error`: the upstream
     could not be reached), "service" once the upstream answered; null before
-    any answer (Kong's PDK refuses the call before `header_filter`)."""
+    any answer. A read waits for the response phase (`get_phase`), as Kong's
+    PDK refuses the call before `header_filter`: a workflow sees "service",
+    or "exit" after an exit node of the response phase."""
     if ctx.client_response.exit is not None:
         return "exit"
     flow = ctx.flow
@@ -330,7 +332,7 @@ PROPERTIES: dict[str, Property] = {
         # Identity realms are Konnect's (key-auth `identity_realms`); none
         # authenticates here, so the source is always nil, as in Kong without one.
         Property("kong.client.identity_realm_source", lambda ctx, _: None, doc="Always null (no Konnect identity realm here)."),
-        Property("kong.response.source", _response_source_get, doc="'exit' (an exit node answered), 'error' (the upstream failed), 'service' (the upstream answered), null before an answer."),
+        Property("kong.response.source", _response_source_get, get_phase=Phase.RESPONSE, doc="'service' or 'exit' (an exit node of the response phase): read after proxying, as Kong's get_source()."),
     )
 }
 

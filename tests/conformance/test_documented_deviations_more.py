@@ -251,21 +251,19 @@ def test_a_call_without_timeout_waits_longer_than_a_moment(c, api):
     assert (r.status_code, r.json()) == (200, {"late": True})
 
 
-@pytest.mark.slow
-def test_a_call_without_timeout_gives_up_after_60_seconds(tmp_path, mitm_confdir):
+def test_a_call_without_timeout_has_a_60_second_budget():
     """coming-from-kong.md "Nodes", call: default timeout 60 s
-    (KONG_DATAKIT_DOC), shown on a server that never answers."""
-    with MockServer() as server:
-        server.route("GET", "/hang", Reply(hang=True))
-        doc = workflow("hang", call_exit(f"{server.url}/hang"), debug=True)
-        directory = write_workflows(tmp_path, {"hang": doc})
-        with Mitmdump(directory, confdir=mitm_confdir, quiet=True) as mitm, mitm.client(timeout=90) as client:
-            started = time.monotonic()
-            r = client.get(f"{server.url}/hang/x")
-            elapsed = time.monotonic() - started
-    assert r.status_code == 500
-    assert r.json()["error"].endswith("timed out after 60 s")
-    assert 59 < elapsed < 75
+    (KONG_DATAKIT_DOC: "default is 60"). The budget the node hands aiohttp
+    is read from the loaded node rather than waited for (a minute of CI);
+    that a budget ends a call with "timed out after N s" is shown with a
+    short explicit timeout in tests/integration/test_call.py."""
+    from mitmdatakit.config import load_text
+
+    wf = load_text("nodes:\n  - {name: CALL, type: call, url: 'http://127.0.0.1:9/x'}\n", source="wf.yaml")
+    call = wf.plan.nodes[wf.plan.by_name["CALL"]]
+    assert call.timeout.total == 60
+    explicit = load_text("nodes:\n  - {name: CALL, type: call, url: 'http://127.0.0.1:9/x', timeout: 1500}\n", source="wf.yaml")
+    assert explicit.plan.nodes[explicit.plan.by_name["CALL"]].timeout.total == 1.5
 
 
 # -- Nodes: cache -----------------------------------------------------------------

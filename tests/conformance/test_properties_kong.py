@@ -128,12 +128,15 @@ def get(c: httpx.Client, api: MockServer, path: str) -> httpx.Response:
 # -- kong.response.source ------------------------------------------------------
 
 
-def test_response_source_is_exit_after_an_exit_node(c, api):
-    """PDK kong.response.md "get_source()": `"exit"` "when ... the request
-    was short-circuited by a plugin": here an exit node answered."""
+def test_response_source_is_not_read_in_the_access_phase(c, api):
+    """PDK kong.response.md "get_source()", **Phases**: header_filter and
+    later. A read waits for the response phase; an exit node answering in
+    the request phase ends the run before it, so the read never runs (Kong
+    would refuse it in access). The `"exit"` value itself is unit-tested
+    (tests/unit/test_kong_properties.py)."""
     r = c.get(f"{api.url}/source-exit/x")
     assert r.status_code == 201 and not r.content  # the exit's answer, not the upstream's
-    assert r.headers["x-source"] == "exit"
+    assert "x-source" not in r.headers
 
 
 def test_response_source_is_service_for_the_upstreams_answer(c, api):
@@ -142,11 +145,12 @@ def test_response_source_is_service_for_the_upstreams_answer(c, api):
     assert get(c, api, "source-service/x").json() == {"source": "service"}
 
 
-def test_response_source_before_any_answer_is_null(c, api):
+def test_response_source_read_without_inputs_waits_for_the_answer(c, api):
     """PDK kong.response.md "get_source()", **Phases**: header_filter and
-    later, so before the answer there is no source (null here, where Kong
-    refuses the call; docs/coming-from-kong.md)."""
-    assert get(c, api, "source-before/x").json() == {"source": None}
+    later: a property node reading it, with no inputs to place it, runs
+    after proxying and sees the upstream's answer (Kong's phase rule,
+    never null)."""
+    assert get(c, api, "source-before/x").json() == {"source": "service"}
 
 
 # -- kong.client.consumer_groups -----------------------------------------------
