@@ -162,6 +162,8 @@ class Engine:
             # or patch to write, no tracking to undo, no secret to scrub
             keep_upstream_response(run.flow, unchanged=True)
             run.finished = True
+            if run.flow.id in self.runs:  # tracked while its node tasks ran
+                self._untrack(run.flow)
             attach(run, time.perf_counter())
         else:
             self._track(run)  # the response hook finishes it

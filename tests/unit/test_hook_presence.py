@@ -53,6 +53,28 @@ async def test_a_request_only_run_ends_with_its_request_phase(dk):
     assert flow.metadata["datakit_originals"]["service_response"] == "as recorded"
 
 
+async def test_a_request_only_run_that_waited_for_a_call_is_untracked(dk, srv):
+    """A request phase with a node task (a call) is tracked while it waits
+    (a client that goes away aborts it), and untracked when it ends."""
+    dk.load(f"""\
+nodes:
+  - name: CALL
+    type: call
+    url: {srv.url}/fast
+  - name: TAG
+    type: jq
+    input: CALL.body
+    jq: '{{"x-n": (.x | tostring)}}'
+    output: service_request.headers
+""")
+    flow = make_flow()
+    await dk.addon.request(flow)
+    assert flow.request.headers["x-n"] == "1"
+    assert flow.metadata["datakit"]["status"] == "PLAN_COMPLETE"
+    assert dk.addon.engine.runs == {} and dk.addon.engine.runs_by_client == {}
+    assert dk.addon.response is None
+
+
 async def test_the_response_hook_is_there_while_a_run_awaits_the_response(dk):
     dk.load(BOTH_PHASES)
     flow = make_flow()
