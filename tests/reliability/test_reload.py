@@ -120,6 +120,7 @@ def write_while_streaming(mitm: Mitmdump, path: Path, text: str, done_pattern: s
     return baseline, during
 
 
+@pytest.mark.slow  # 12-16 s: a real mitmdump under a reload stress
 def test_alias_bomb_is_refused_once_without_stalling_other_flows(tmp_path, start_mitmdump):
     mitm = start(tmp_path / "wf", start_mitmdump)
     bomb = tmp_path / "wf" / "50-bomb.yaml"
@@ -135,6 +136,7 @@ def test_alias_bomb_is_refused_once_without_stalling_other_flows(tmp_path, start
     assert Stream(mitm, count=3).run().statuses == {200}
 
 
+@pytest.mark.slow  # 14 s each: a million-deep file parsed off the loop
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_a_file_nested_a_million_deep_is_a_clean_error(tmp_path, start_mitmdump, suffix):
     mitm = start(tmp_path / "wf", start_mitmdump)
@@ -151,6 +153,7 @@ def test_a_file_nested_a_million_deep_is_a_clean_error(tmp_path, start_mitmdump,
     assert mitm.is_running()
 
 
+@pytest.mark.slow  # 12-16 s: a real mitmdump under a reload stress
 def test_a_5000_node_file_is_refused_without_stalling_other_flows(tmp_path, start_mitmdump):
     """Kong allows at most 64 nodes in a workflow (its 3.15 schema): a
     5,000-node file is refused, and checking it never stalls other flows."""
@@ -197,6 +200,7 @@ FIRST_HALF = "nodes:\n  - {name: NOTE, type: static, values: {version: 2}}\n"
 SECOND_HALF = "  - {name: DENY, type: exit, status: 401, inputs: {body: NOTE}}\nmatch: {hosts: [guard.test]}\n"
 
 
+@pytest.mark.slow  # 12-16 s: a real mitmdump under a reload stress
 def test_a_half_written_file_never_takes_effect(tmp_path, start_mitmdump):
     load_text(FIRST_HALF, "half.yaml")  # the half would load if it were read
     directory = tmp_path / "wf"
