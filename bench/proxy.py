@@ -162,32 +162,9 @@ def overhead(workdir: Path, s: Settings) -> Result:
 def in_process_cost(text: str, n: int = 3000) -> float:
     """µs of CPU per flow for Engine.request + response on test flows, best
     of 3 (no proxy, no sockets: what the workflow itself costs)."""
-    import asyncio
-    import time
+    from .cold_flow import per_flow_us
 
-    from mitmproxy import http
-    from mitmproxy.test import tflow, tutils
-
-    from mitmdatakit.config import load_text
-    from mitmdatakit.engine import Engine
-    from mitmdatakit.runtime import Services
-
-    engine = Engine(Services())
-    engine.workflows = [load_text(text)]
-    headers = http.Headers([(b"host", b"bench.local"), (b"accept", b"*/*"), (b"user-agent", b"bench-loadgen")])
-    upstream = tutils.tresp()
-
-    async def flows() -> float:
-        todo = [tflow.tflow(req=tutils.treq(path=b"/", headers=headers.copy())) for _ in range(n)]
-        t0 = time.process_time()
-        for f in todo:
-            await engine.request(f)
-            if f.response is None:
-                f.response = upstream
-                await engine.response(f)
-        return (time.process_time() - t0) / n * 1e6
-
-    return min(asyncio.run(flows()) for _ in range(3))
+    return min(per_flow_us(text, n, None) for _ in range(3))
 
 
 def handwritten(workdir: Path, s: Settings) -> Result:

@@ -22,7 +22,7 @@ from .ports import Phase
 from .redaction import safe_url
 from .restore import ResponseRestorer
 from .runtime import FlowRun, Services
-from .scrub import scrub_request, scrub_response
+from .scrub import request_has_secrets, scrub_request, scrub_response
 from .summary import METADATA_KEY as METADATA_KEY  # re-exported: offline.py
 from .summary import attach
 from .trace import Trace
@@ -158,13 +158,9 @@ class Engine:
         if run.client_response.exit is not None:
             self._finish(run)
         elif _done_before_proxying(run):
-            # what _finish would do, less what cannot apply here: no answer
-            # or patch to write, no tracking to undo, no secret to scrub
+            # _finish less the answer to apply (there is none to write)
             keep_upstream_response(run.flow, unchanged=True)
-            run.finished = True
-            if run.flow.id in self.runs:  # tracked while its node tasks ran
-                self._untrack(run.flow)
-            attach(run, time.perf_counter())
+            self._done(run)
         else:
             self._track(run)  # the response hook finishes it
 
@@ -178,9 +174,7 @@ class Engine:
         run = self.runs.get(flow.id)
         if run is None or run.finished:
             return None
-        keep_upstream_response(flow, unchanged=not (
-            run.plan.needs_response_phase or run.client_response.changes_upstream_response or run.trace_to_client
-        ))
+        keep_upstream_response(flow, unchanged=_leaves_response_alone(run))
         if not run.plan.needs_response_phase:
             self._finish(run)
             return None
@@ -356,16 +350,14 @@ def _done_before_proxying(run: FlowRun) -> bool:
     run ends with its request phase (the common request-rewriting
     workflow): summary and originals are kept then, and its flow's
     response hook has nothing to do."""
-    plan = run.plan
+    return _leaves_response_alone(run) and not request_has_secrets(run)
+
+
+def _leaves_response_alone(run: FlowRun) -> bool:
+    """Whether the client gets the upstream's response as it is: no
+    response phase, no patch or status, no trace report for the client."""
     answer = run.client_response
-    return not (
-        plan.needs_response_phase
-        or answer.patch
-        or answer.status is not None  # (answer.changes_upstream_response, without a call)
-        or run.trace_to_client
-        or plan.secret_request_writes
-        or run.workflow.secrets
-    )
+    return not (run.plan.needs_response_phase or answer.changes_upstream_response or run.trace_to_client)
 
 
 def _acts_on_request(wf: Workflow) -> bool:

@@ -61,11 +61,17 @@ def scrub_message(message: http.Message, run: FlowRun, writes: Sequence[SecretWr
     return count
 
 
+def request_has_secrets(run: FlowRun) -> bool:
+    """Whether the run's request may carry secrets to scrub once it is sent:
+    values derived from a vault output, or the workflow's literal secrets."""
+    return bool(run.plan.secret_request_writes or run.workflow.secrets)
+
+
 def scrub_request(run: FlowRun) -> int:
     """Scrub the run's recorded request; 0 at once for an untainted plan."""
-    plan = run.plan
-    if not plan.secret_request_writes and not run.workflow.secrets:
+    if not request_has_secrets(run):
         return 0
+    plan = run.plan
     request = run.flow.request
     count = scrub_message(request, run, plan.secret_request_writes)
     count += _scrub_literal_secrets(request, run)
