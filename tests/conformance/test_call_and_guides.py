@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import bcrypt
@@ -120,14 +121,8 @@ def mock(name: str) -> MockServer:
 
 @pytest.fixture(scope="module")
 def backends() -> Iterator[dict[str, MockServer]]:
-    servers = {name: mock(name) for name in ("a", "b", "default")}
-    for server in servers.values():
-        server.__enter__()
-    try:
-        yield servers
-    finally:
-        for server in servers.values():
-            server.__exit__(None, None, None)
+    with ExitStack() as stack:
+        yield {name: stack.enter_context(mock(name)) for name in ("a", "b", "default")}
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ different backend host"), with the same Datakit plugin.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -88,15 +89,11 @@ def echo(name: str):
 
 @pytest.fixture(scope="module")
 def backends() -> Iterator[dict[str, MockServer]]:
-    servers = {name: MockServer() for name in (HTTPBIN, *OWN_HOSTS.values())}
-    for name, server in servers.items():
-        server.__enter__()
-        server.route("*", "/*", echo(name))
-    try:
+    with ExitStack() as stack:
+        servers = {name: stack.enter_context(MockServer()) for name in (HTTPBIN, *OWN_HOSTS.values())}
+        for name, server in servers.items():
+            server.route("*", "/*", echo(name))
         yield servers
-    finally:
-        for server in servers.values():
-            server.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
