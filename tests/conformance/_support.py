@@ -73,3 +73,16 @@ def canon(text: str) -> Any:
 
 def json_body(value: Any) -> dict[str, Any]:
     return {"content": json.dumps(value).encode(), "headers": {"Content-Type": "application/json"}}
+
+
+def read_in_response_phase(prop: str, jq: str) -> list[dict[str, Any]]:
+    """Nodes that read `prop` once the service has answered, so after any
+    request-phase set (Kong does not order independent nodes), and send
+    `jq` of it as the response body."""
+    return [
+        {"name": "ANSWERED", "type": "jq", "input": "service_response.status", "jq": "true"},
+        {"name": "LATER", "type": "branch", "input": "ANSWERED", "then": ["GET", "OUT"], "else": ["NEVER"]},
+        {"name": "NEVER", "type": "static", "values": {"x": 1}},
+        {"name": "GET", "type": "property", "property": prop},
+        {"name": "OUT", "type": "jq", "input": "GET", "jq": jq, "output": "response.body"},
+    ]

@@ -27,7 +27,15 @@ import httpx
 import pytest
 import yaml
 
-from tests.conformance._support import INDEX, config_error, json_body, serve, workflow, write_workflows
+from tests.conformance._support import (
+    INDEX,
+    config_error,
+    json_body,
+    read_in_response_phase,
+    serve,
+    workflow,
+    write_workflows,
+)
 from tests.harness import Mitmdump, MockServer, RecordedRequest, Reply
 
 CACHE = {"cache": {"strategy": "memory"}}
@@ -283,19 +291,6 @@ def workflows(api: str) -> dict[str, dict[str, Any]]:
         "resp-body": w("resp-body", [
             {"name": "B", "type": "static", "values": {"replaced": True}, "output": "response.body"}]),
     }
-
-
-def read_in_response_phase(prop: str, jq: str) -> list[dict[str, Any]]:
-    """Nodes that read `prop` once the service has answered, so after any
-    request-phase set (Kong does not order independent nodes), and send
-    `jq` of it as the response body."""
-    return [
-        {"name": "ANSWERED", "type": "jq", "input": "service_response.status", "jq": "true"},
-        {"name": "LATER", "type": "branch", "input": "ANSWERED", "then": ["GET", "OUT"], "else": ["NEVER"]},
-        {"name": "NEVER", "type": "static", "values": {"x": 1}},
-        {"name": "GET", "type": "property", "property": prop},
-        {"name": "OUT", "type": "jq", "input": "GET", "jq": jq, "output": "response.body"},
-    ]
 
 
 def exit_body_of(inputs: dict[str, str]) -> dict[str, Any]:

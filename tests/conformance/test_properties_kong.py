@@ -24,24 +24,12 @@ import httpx
 import pytest
 import yaml
 
-from tests.conformance._support import INDEX, serve, workflow, write_workflows
+from tests.conformance._support import INDEX, read_in_response_phase, serve, workflow, write_workflows
 from tests.harness import Mitmdump, MockServer
 from tests.harness.mock_server import Reply
 
 PDK = "app/_references/gateway/pdk/reference/3.15/"
 CACHE = {"cache": {"strategy": "memory", "memory": {"dictionary_name": "dk_props_dict"}}}
-
-
-def read_in_response_phase(prop: str, jq: str) -> list[dict[str, Any]]:
-    """Read `prop` once the service answered and send `jq` of it as the body
-    (as test_index_nodes.py does)."""
-    return [
-        {"name": "ANSWERED", "type": "jq", "input": "service_response.status", "jq": "true"},
-        {"name": "LATER", "type": "branch", "input": "ANSWERED", "then": ["GET", "OUT"], "else": ["NEVER"]},
-        {"name": "NEVER", "type": "static", "values": {"x": 1}},
-        {"name": "GET", "type": "property", "property": prop},
-        {"name": "OUT", "type": "jq", "input": "GET", "jq": jq, "output": "response.body"},
-    ]
 
 
 SET_CONSUMER = [
