@@ -138,11 +138,37 @@ def apply_headers(headers: Any, value: Mapping[str, Any]) -> None:
     if not isinstance(value, Mapping):
         raise CodecError(f"headers must be a map, got {json_type(value)}")
     changes = [(name, header_value_strings(name, item)) for name, item in value.items()]
-    for name, texts in changes:  # all validated before anything is written
-        if texts is None:
-            headers.pop(name, None)
-        else:
-            headers.set_all(name, texts)
+    # all validated before anything is written; then one pass over the
+    # fields with mitmproxy's `set_all` semantics per name (an existing
+    # field keeps its place and its name's casing, extra old values go, new
+    # names are added at the end in map order): a `set_all` per name would
+    # rebuild the fields once per header, on every flow
+    wire: dict[bytes, tuple[bytes, list[bytes] | None]] = {}
+    for name, texts in changes:
+        key = name.encode()  # a token: ASCII
+        wire[key.lower()] = (key, None if texts is None else [_wire(text) for text in texts])
+    if len(wire) < len(changes):  # one header named in two casings: one name at a time, in map order
+        for name, texts in changes:
+            if texts is None:
+                headers.pop(name, None)
+            else:
+                headers.set_all(name, texts)
+        return
+    fields = []
+    for field in headers.fields:
+        change = wire.get(field[0].lower())
+        if change is None:
+            fields.append(field)
+        elif change[1]:  # None (remove) or no values left: the field goes
+            fields.append((field[0], change[1].pop(0)))
+    for key, values in wire.values():
+        if values:
+            fields.extend((key, v) for v in values)
+    headers.fields = tuple(fields)
+
+
+def _wire(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")  # as mitmproxy's Headers encode a str
 
 
 def _check_header_text(name: str, text: str) -> None:

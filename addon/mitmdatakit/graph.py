@@ -58,6 +58,12 @@ class Plan:
         return [len(d) for d in self.deps]
 
     @cached_property
+    def declared(self) -> tuple[tuple[int, str, str], ...]:
+        """(index in `nodes`, name, type) of the workflow's own nodes, the
+        ones a run summary lists (summary.py: once per plan, not per flow)."""
+        return tuple((i, node.name, node.type_name) for i, node in enumerate(self.nodes) if not node.implicit)
+
+    @cached_property
     def phase_order(self) -> dict[Phase, tuple[int, ...]]:
         """Per phase, its nodes in topological order (where a phase starts)."""
         return {p: tuple(i for i in self.order if self.phase[i] is p) for p in Phase}

@@ -37,13 +37,11 @@ def summarize(run: FlowRun, ended: float) -> dict[str, Any]:
     start = run.started
     node_start, node_end, status, errors = run.node_start, run.node_end, run.status, run.errors
     nodes = []
-    for i, node in enumerate(run.plan.nodes):
-        if node.implicit:
-            continue  # implicit nodes: not in the workflow's `nodes`
+    for i, name, type_name in run.plan.declared:  # implicit nodes: not in the workflow's `nodes`
         began, done = node_start[i], node_end[i]
         entry: dict[str, Any] = {
-            "name": node.name,
-            "type": node.type_name,
+            "name": name,
+            "type": type_name,
             "status": status[i],
             "start": None if began is None else began - start,  # seconds since the run started
             "end": None if done is None else done - start,

@@ -17,6 +17,7 @@ from mitmdatakit.codecs import (
     encode_body,
     encode_headers,
     encode_query,
+    header_value_strings,
     json_text,
     json_text_ascii,
     normalize_path,
@@ -70,6 +71,31 @@ def test_apply_headers_sets_removes_and_keeps_others():
     assert h["accept"] == "*/*" and h["host"] == "example.com"
     assert h["x-new"] == "yes" and h["x-num"] == "5" and h["x-bool"] == "true"
     assert h.get_all("x-list") == ["a", "b"]
+
+
+_NAMES = st.sampled_from(["X-A", "x-a", "X-B", "Accept", "host", "Set-Cookie", "set-cookie", "X-Long-Name"])
+_VALUES = st.one_of(st.none(), st.text(alphabet="ab\u00e9 \udcff", max_size=3), st.lists(st.text(alphabet="xy\u00e9", max_size=2), max_size=3), st.integers(-5, 5), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    existing=st.lists(st.tuples(_NAMES, st.text(alphabet="pq", max_size=2)), max_size=6),
+    changes=st.dictionaries(_NAMES, _VALUES, max_size=5),
+)
+def test_apply_headers_is_set_all_per_name(existing, changes):
+    """One pass over the fields, with the result of mitmproxy's own
+    `set_all` (or removal) applied name by name in map order: same fields,
+    same order, same name casing, same bytes (surrogates included)."""
+    expected = Headers([(k.encode(), v.encode()) for k, v in existing])
+    for name, item in changes.items():
+        texts = header_value_strings(name, item)
+        if texts is None:
+            expected.pop(name, None)
+        else:
+            expected.set_all(name, texts)
+    h = Headers([(k.encode(), v.encode()) for k, v in existing])
+    apply_headers(h, changes)
+    assert h.fields == expected.fields
 
 
 @pytest.mark.parametrize("bad", ["a\r\nInjected: 1", "a\nb", "nul\0"])
