@@ -26,7 +26,7 @@ from collections import deque
 from pathlib import Path
 
 from .errors import JqError, JqTimeout, JqWorkerFailed
-from .jq_worker import BAD_RESULT, HELLO, JQ_ERROR, NICENESS, OK, REPLY, REQUEST
+from .jq_worker import BAD_RESULT, HELLO, JQ_ERROR, MEMORY_LIMIT, NICENESS, OK, REPLY, REQUEST
 
 logger = logging.getLogger("mitmdatakit")
 
@@ -196,7 +196,7 @@ class _Worker:
         code = self.kill()
         how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
         logger.error("Datakit: a jq worker died (%s) while running a program; replaced", how)
-        _settle(job, JqWorkerFailed(f"the jq worker died ({how}), e.g. a result nested too deeply"))
+        _settle(job, JqWorkerFailed(f"the jq worker died ({how}), e.g. a result nested too deeply or over {MEMORY_LIMIT >> 30} GiB of memory"))
         self.pool._lost(self)
 
     # -- lifetime ------------------------------------------------------------

@@ -36,6 +36,12 @@ BACKSTOP_FACTOR = 2
 BACKSTOP_EXTRA_S = 1.0
 NICENESS = 10  # a long-running program yields the CPU to the proxy (set by the pool)
 
+# Address space of a worker: a program that builds too much (`.[.n] = 1`
+# with n = 5e8 asks jq for 8 GB) fails its allocation and the worker dies
+# at once (the pool reports it and starts another), instead of taking the
+# machine's memory until the time budget runs out.
+MEMORY_LIMIT = 2 << 30
+
 
 MAX_MESSAGE = 1000  # jq quotes the input in some errors: keep logs readable
 
@@ -77,6 +83,12 @@ def main() -> None:
     # (the pool spawns from short-lived executor threads). A dead proxy
     # closes our stdin (an idle worker exits) and the alarm ends a busy one.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the proxy, which stops us
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    except (ImportError, ValueError, OSError):
+        pass  # not POSIX, or a lower hard limit already: the time budget still holds
     import jq  # noqa: F401 - loaded before saying hello
 
     stdin = sys.stdin.buffer

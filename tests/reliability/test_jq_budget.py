@@ -27,6 +27,7 @@ from tests.reliability._support import SCRIPTS, Spec, send_all, write_workflows
 RUNAWAY = "def f: f; f"
 DEEP_RESULT = "reduce range(1000000) as $i (0; [.])"  # a value nested 1,000,000 deep
 BUDGET_MS = 300
+DOUBLING = " | ".join(["[., .]"] * 40) + " | tojson | length"
 MAX_POOL_SIZE = 4  # jq_pool.default_pool_size() never exceeds this
 
 
@@ -48,6 +49,11 @@ def workflows() -> dict[str, dict]:
         "deep": _jq_exit("/deep", DEEP_RESULT, debug=True),
         "deep-input": _jq_exit("/deep-input", "fromjson | length", debug=True, input_="request.body"),
         "error": _jq_exit("/error", 'error("boom")', debug=True),
+        # no loop, but each stage doubles: 2^40 values from one; it ran in
+        # the proxy as "bounded" and froze it (jq_bounds.py: growth)
+        "doubling": _jq_exit("/doubling", DOUBLING, debug=True),
+        # jq pads an array up to the index it writes: n = 5e8 asks for 8 GB
+        "pad": _jq_exit("/pad", ".x[.n] = 1 | .x | length", debug=True, input_="request.body"),
         # unbounded (`def`), so the workers run it, not the proxy (jq_bounds.py)
         "echo": _jq_exit("/echo", "def inc: . + 1; {n: (.n | inc)}", input_="request.body"),
         # the trivial flow of another workflow: no jq at all
@@ -171,6 +177,50 @@ def test_a_long_program_fails_at_the_budget(env, client):
 def test_jq_errors_are_still_node_errors(env, client):
     _, mock = env
     assert_node_error(client.get(f"{mock.url}/error"), "jq error: boom")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_program_that_doubles_its_value_forty_times_does_not_freeze_the_proxy(env, client):
+    """`[., .] | [., .] | ...` has no loop, yet builds 2^40 values: it runs
+    in a worker (killed at the budget or at its memory limit), and other
+    flows are answered meanwhile."""
+    mitm, mock = env
+    results: list[httpx.Response] = []
+    sender = threading.Thread(target=lambda: results.append(client.get(f"{mock.url}/doubling")), daemon=True)
+    t0 = time.monotonic()
+    sender.start()
+    with mitm.client(timeout=5.0) as other:
+        for _ in range(5):
+            started = time.monotonic()
+            assert other.get(f"{mock.url}/trivial").status_code == 200
+            assert time.monotonic() - started < 1.0
+    sender.join(timeout=10)
+    assert results, "the doubling flow never finished"
+    assert_node_error(results[0], "jq ")
+    assert any(t in results[0].json()["error"] for t in ("exceeded the time budget", "jq failed: the jq worker died"))
+    assert time.monotonic() - t0 < BUDGET_MS / 1000 + 3.0
+    assert_serving(client, mock)
+
+
+def test_a_write_far_past_an_arrays_end_is_a_clean_500(env, client):
+    """`.x[.n] = 1` with n from the request: jq would build a 500,000,001
+    element array (8 GB). A worker's memory is limited: it fails at once, the
+    proxy stays small and serves on."""
+    mitm, mock = env
+    t0 = time.monotonic()
+    r = client.post(f"{mock.url}/pad", json={"n": 500_000_000, "x": []})
+    assert_node_error(r, "jq failed: the jq worker died")
+    assert time.monotonic() - t0 < 2.0
+    assert rss_mb(mitm.pid) < 400
+    ok = client.post(f"{mock.url}/pad", json={"n": 3, "x": []})  # a small index still works
+    assert ok.status_code == 200 and ok.json() == 4, ok.text
+    assert_serving(client, mock)
 
 
 def test_a_result_nested_a_million_deep_is_a_clean_500(roomy, roomy_client):

@@ -8,11 +8,14 @@ import inspect
 import json
 import logging
 
+import jq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mitmdatakit import jq_bounds
 from mitmdatakit.errors import JqError, NodeError
-from mitmdatakit.jq_bounds import INPUT_LIMIT, is_bounded
+from mitmdatakit.jq_bounds import INPUT_LIMIT, OUTPUT_BUDGET, in_process_limit, is_bounded
 from mitmdatakit.jq_pool import JqPool
 from mitmdatakit.nodes.base import NodeSpec, WorkflowInfo
 from mitmdatakit.nodes.jq import JqNode
@@ -39,6 +42,13 @@ BOUNDED = [
     "try .a catch null",
     "# a comment with range(1e9)\n.a",
     '"range(1e9) in a string"',
+    ".a = 1",  # assignments to fields, string keys and small literal indexes
+    '.tags = ["a"]',
+    ".[0] = 1",
+    '.["x"] |= . + 1',
+    ".[] += 1",
+    "{a: (.a | tostring), b: (.b | tostring), c: .c}",
+    '[.[] | tostring] | join(",")',
 ]
 
 UNBOUNDED = [
@@ -73,6 +83,18 @@ UNBOUNDED = [
     'import "a" as a; .',
     "some_future_builtin",  # unknown: the workers
     '"unterminated',
+    " | ".join(["[., .]"] * 40),  # no loop, but 2^40 values: growth
+    " | ".join(["tojson"] * 12),  # escapes double the backslashes every time
+    " | ".join(['"\\(.)\\(.)"'] * 20),
+    " | ".join([". + ."] * 30),
+    ".x[.n] = 1",  # jq pads an array up to the index it writes
+    ".[100000000] = 1",
+    ".a[1:3] = [1]",
+    "nth(100000000) = 1",
+    "getpath([100000000]) = 1",
+    "setpath([100000000]; 1)",
+    "pick(.[100000000])",
+    "join(.separator)",  # a separator from the input: quadratic
 ]
 
 
@@ -194,3 +216,33 @@ def test_in_process_errors_read_as_the_workers_do():
             asyncio.run(pool.run('error("boom")', b"null", 1000))
     finally:
         pool.close()
+
+
+# stages that take any JSON value, each growing it in its own way
+_STAGES = [
+    "[., .]", "{a: ., b: .}", "[.[]?, .]", "tojson", "tostring", '"\\(.)-\\(.)"', "[.] | to_entries",
+    "tojson | @sh", "tojson | @html", "tojson | @uri", "tojson | @base64", "tojson | @json", "tojson | explode",
+    'tojson | split(",")', "[., .] | group_by(.)", "[.] | flatten", "[tojson] | join(\"--\")", "[.] | tojson | fromjson",
+]
+_NASTY = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10, 10), st.text(alphabet="a\"\\\x00'&%\u00e9<", max_size=4)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(alphabet="k\"", max_size=2), inner, max_size=3)),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(stages=st.lists(st.sampled_from(_STAGES), min_size=1, max_size=4), data=_NASTY)
+def test_growth_bounds_what_a_program_builds(stages, data):
+    """What a program in process builds is at most its input limit's worth:
+    (input + program) x growth <= OUTPUT_BUDGET, measured with jq itself on
+    inputs full of characters that escapes and formats multiply."""
+    source = " | ".join(stages)
+    limit = in_process_limit(source)
+    if limit == 0:
+        return  # the workers run it
+    factor = jq_bounds.growth(jq_bounds._tokens(source))
+    assert (limit + len(source)) * factor <= OUTPUT_BUDGET
+    text = json.dumps(data)  # (also beyond the limit: the bound itself is checked)
+    out = len(json.dumps(jq.compile(source).input_text(text).all()))
+    assert out <= (len(text) + len(source)) * factor, (source, text, out, factor)

@@ -1,8 +1,8 @@
 """`jq`: transform values with a jq filter (the real jq, through libjq).
 
 Programs are compiled here once at load. A bounded program (`jq_bounds`:
-no loops, recursion or regular expressions; time about linear in its
-input) runs in process on small inputs; every other run goes to the
+no loops, recursion or regular expressions; time and output about linear
+in its input) runs in process on inputs small enough for its growth; every other run goes to the
 killable worker processes of `jq_pool`, under the `datakit_jq_timeout`
 budget.
 """
@@ -20,7 +20,7 @@ import jq
 from ..codecs import json_text, json_text_ascii
 from ..context import NodeContext
 from ..errors import JqError, JqTimeout, JqWorkerFailed, NodeError
-from ..jq_bounds import INPUT_LIMIT, SLOW_RUN_SECONDS, SLOW_RUNS_TO_DEMOTE, is_bounded
+from ..jq_bounds import SLOW_RUN_SECONDS, SLOW_RUNS_TO_DEMOTE, in_process_limit
 from ..jq_pool import DEFAULT_TIMEOUT_MS, JqPool
 from ..jq_worker import first_line
 from ..ports import SELF, Ports, PortType
@@ -50,7 +50,9 @@ class JqNode(Node):
         except ValueError as e:
             said = _first_line(e)  # libjq's "syntax error, unexpected ...": not twice
             raise self.config_error(f"jq {said}" if said.startswith("syntax error") else f"jq syntax error: {said}", field="jq") from None
-        self.in_process = is_bounded(self.source_text)
+        # largest input (JSON bytes) run in process; 0: the workers only
+        self.input_limit = in_process_limit(self.source_text)
+        self.in_process = self.input_limit > 0
         self._slow_runs = 0
         # with `inputs:` the filter sees an object of the named inputs
         self.named_inputs = tuple((spec.connections.get("inputs") or {}).keys())
@@ -78,7 +80,7 @@ class JqNode(Node):
             raise NodeError(f"jq error: {_first_line(e)}") from None
         except RecursionError:
             raise NodeError("jq error: the input is nested too deeply to encode as JSON") from None
-        if self.in_process and _utf8_fits(text, INPUT_LIMIT):
+        if self.in_process and _utf8_fits(text, self.input_limit):
             return {SELF: self._run_here(text, data)}
         return self._run_in_worker(_utf8(text, data), ctx)
 
