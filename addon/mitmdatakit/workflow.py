@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import config_regex
 from .codecs import normalize_path
+from .config_regex import ConfigRegex
 from .context import MatchFacts
 from .errors import ConfigError
 from .graph import Plan
@@ -87,7 +88,7 @@ class Match:
     _exact_hosts: frozenset[str] = field(default_factory=frozenset, repr=False)
     _wildcard_hosts: list[Callable[[str], bool]] = field(default_factory=list, repr=False)
     _prefixes: tuple[str, ...] = field(default=(), repr=False)
-    _regexes: list[re.Pattern[str]] = field(default_factory=list, repr=False)
+    _regexes: list[ConfigRegex] = field(default_factory=list, repr=False)
     _filter: Callable[[Any], bool] | None = field(default=None, repr=False)
 
     @classmethod
@@ -113,8 +114,8 @@ class Match:
         for path in m.paths:
             if path.startswith("~"):
                 try:
-                    m._regexes.append(re.compile(path[1:]))
-                except re.error as e:
+                    m._regexes.append(ConfigRegex(path[1:]))
+                except config_regex.error as e:
                     raise ConfigError(f"invalid path regex {path!r}: {e}", file=source, field="match.paths") from None
             else:  # Kong normalizes plain paths as it does requests' paths
                 prefixes.append(normalize_path(path))

@@ -13,18 +13,17 @@ keep file order (Kong leaves that order unspecified).
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import config_regex
 from ..codecs import normalize_path
+from ..config_regex import ConfigRegex
 from ..errors import ConfigError
 from ..hosts import normalize_host, request_host, wildcard_host_test
 from .entities import Route
-
-_LUA_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
 
 
 @dataclass(frozen=True)
@@ -53,13 +52,14 @@ class _Candidate:
         self.protocols = frozenset(route.protocols)
         self.snis = frozenset(normalize_host(s) for s in route.snis)
         self.host_tests = [_host_test(normalize_host(h)) for h in route.hosts]
-        self.headers = [(name, [_value_test(v) for v in values]) for name, values in route.headers.items()]
+        field = f"routes.{route.name or route.id}.headers.{{}}"
+        self.headers = [(name, [_value_test(v, field.format(name), source) for v in values]) for name, values in route.headers.items()]
         self.prefix: str | None = None
-        self.regex: re.Pattern[str] | None = None
+        self.regex: ConfigRegex | None = None
         if path is not None and path.startswith("~"):
-            try:  # Kong anchors regex paths at the start; PCRE's (?<name>) is Python's (?P<name>)
-                self.regex = re.compile(_LUA_NAMED_GROUP.sub("(?P<", path[1:]))
-            except re.error as e:
+            try:  # Kong anchors regex paths at the start (PCRE's `(?<name>)` is understood)
+                self.regex = ConfigRegex(path[1:])
+            except config_regex.error as e:
                 raise ConfigError(f"invalid path regex {path!r}: {e}", file=source, field=f"routes.{route.name or route.id}.paths") from None
         elif path is not None:
             self.prefix = normalize_path(path)  # Kong normalizes plain route paths as it does requests'
@@ -108,10 +108,13 @@ def _host_test(pattern: str) -> Callable[[str], bool]:
     return wildcard_host_test(pattern) or (lambda host: host == pattern)
 
 
-def _value_test(value: str) -> Callable[[str], bool]:
+def _value_test(value: str, field: str, source: str) -> Callable[[str], bool]:
     """Header values: case-insensitive, or a `~*` regex (Kong's router)."""
     if value.startswith("~*"):
-        rx = re.compile(value[2:], re.IGNORECASE)
+        try:
+            rx = ConfigRegex(value[2:], ignore_case=True)
+        except config_regex.error as e:
+            raise ConfigError(f"invalid header regex {value!r}: {e}", file=source, field=field) from None
         return lambda v: rx.search(v) is not None
     low = value.lower()
     return lambda v: v.lower() == low
