@@ -107,7 +107,7 @@ def in_process_limit(source: str) -> int:
         factor = growth(tokens)
         if "join" in tokens:
             factor *= _join_factor(tokens, source)
-    except _Unbounded:
+    except (_Unbounded, RecursionError):  # nested deeper than we look: the workers
         return 0
     # literals count as input: `"<5,000 chars>" | [.,.] | ...` grows them too
     return max(0, min(INPUT_LIMIT, OUTPUT_BUDGET // factor - len(source) - _extra_input(tokens)))

@@ -95,6 +95,8 @@ UNBOUNDED = [
     "setpath([100000000]; 1)",
     "pick(.[100000000])",
     "join(.separator)",  # a separator from the input: quadratic
+    "[" * 3000 + "." + "]" * 3000,  # nested deeper than the analysis looks
+    '"' + "\\(" * 1500 + "." + ")" * 1500 + '"',
 ]
 
 
