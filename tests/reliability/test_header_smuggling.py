@@ -165,7 +165,10 @@ class RawClient:
         head = f"{method} {url} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n{headers}\r\n"
         self.sock.sendall(head.encode() + body)
         status_line, fields = _read_head(self.rfile)
-        return Answer(int(status_line.split(" ")[1]), fields, _read_message_body(self.rfile, fields))
+        status = int(status_line.split(" ")[1])
+        if method == "HEAD" or status in (204, 304):  # no body, whatever the headers say (RFC 9112 §6.3)
+            return Answer(status, fields)
+        return Answer(status, fields, _read_message_body(self.rfile, fields))
 
     def leftover(self, wait: float = 0.3) -> bytes:
         """Bytes the proxy sent beyond the responses read (should be none)."""
@@ -229,6 +232,12 @@ def workflows(api: str) -> dict[str, dict]:
                                            "jq": '{"x-value": (.v | @base64d)}', "output": "response.headers"})
     flows["bad-exit"] = at("/bad-exit", {"name": "J", "type": "jq", "input": "request.query", "jq": "{(.n): \"1\"}"},
                            {"name": "EXIT", "type": "exit", "inputs": {"headers": "J"}})
+    for status in (204, 304):
+        flows[f"exit-{status}"] = at(f"/exit-{status}", {"name": "TEXT", "type": "static", "values": {"text": EXIT_BODY}},
+                                     {"name": "EXIT", "type": "exit", "status": status, "inputs": {"body": "TEXT.text"}})
+    flows["set-status"] = at("/set-status", {"name": "S", "type": "jq", "input": "request.query", "jq": ".s | tonumber"},
+                             {"name": "SET", "type": "property", "property": "kong.response.status", "input": "S"},
+                             {"name": "TEXT", "type": "static", "values": {"text": EXIT_BODY}, "output": "response.body"})
     flows["jwt"] = at("/jwt", {"name": "KEY", "type": "static", "values": {"secret": JWT_SECRET}},
                       {"name": "VERIFY", "type": "jwt_verify", "inputs": {"token": "request.headers.authorization",
                                                                           "key": "KEY.secret"}},
@@ -317,6 +326,26 @@ def test_exit_headers_from_a_call_do_not_reframe_the_exit(env, raw, kind):
         assert answer.header("x-api") == [kind]
     assert raw.leftover() == b""
     assert upstream.take() == []  # an exit never reaches the upstream
+
+
+# -- answers that carry no body ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "exit-204", 204), ("GET", "exit-304", 304), ("HEAD", "exit/cl", 200),  # an exit's body
+    ("GET", "set-status?s=204", 204), ("GET", "set-status?s=304", 304),  # a body patch on the upstream's answer
+    ("HEAD", "set-status?s=200", 200),
+    ("HEAD", "bad-name?n=x%20y", 500),  # a failure's JSON body
+])
+def test_no_body_goes_out_where_the_client_reads_none(env, raw, method, path, status):
+    """A HEAD's answer, a 204 and a 304 have no body (RFC 9110 §6.4.1): one
+    sent anyway would be read as the next response on the connection."""
+    answer = raw.request(method, f"{env[1].url}/{path}")
+    assert answer.status == status, answer
+    if status == 204:
+        assert answer.header("content-length") == [], answer.headers
+    assert raw.leftover() == b""
+    assert_framed(raw.request("GET", f"{env[1].url}/response/cl"), UPSTREAM_BODY)  # the connection still frames right
 
 
 # -- a call's own headers ---------------------------------------------------------------
