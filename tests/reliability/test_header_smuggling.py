@@ -238,6 +238,8 @@ def workflows(api: str) -> dict[str, dict]:
     flows["set-status"] = at("/set-status", {"name": "S", "type": "jq", "input": "request.query", "jq": ".s | tonumber"},
                              {"name": "SET", "type": "property", "property": "kong.response.status", "input": "S"},
                              {"name": "TEXT", "type": "static", "values": {"text": EXIT_BODY}, "output": "response.body"})
+    flows["target"] = at("/target", {"name": "T", "type": "jq", "input": "request.query", "jq": ".t"},
+                         {"name": "SET", "type": "property", "property": "kong.service.target", "input": "T"})
     flows["jwt"] = at("/jwt", {"name": "KEY", "type": "static", "values": {"secret": JWT_SECRET}},
                       {"name": "VERIFY", "type": "jwt_verify", "inputs": {"token": "request.headers.authorization",
                                                                           "key": "KEY.secret"}},
@@ -385,6 +387,19 @@ def test_a_header_name_that_is_not_a_token_is_a_clean_500(env, raw, name):
     mitm.wait_for_log(r"invalid header name", since=offset, timeout=5)
     # the proxy (and this connection) keep serving
     assert_framed(raw.request("POST", f"{upstream.url}/request/cl", REQUEST_BODY), UPSTREAM_BODY)
+
+
+@pytest.mark.parametrize("target", ["::1\r\nX-Injected: 1", "127.0.0.1 HTTP/1.1", "127.0.0.1/admin?", "u@127.0.0.1"])
+def test_a_target_host_that_is_not_a_host_is_a_clean_500(env, raw, target):
+    """The host becomes the Host header (and the request line in upstream
+    proxy mode): no CR/LF, space, `/` or `@` gets there."""
+    _, upstream, _ = env
+    upstream.take()
+    port = upstream.url.rsplit(":", 1)[1]
+    assert_clean_500(raw.request("GET", f"{upstream.url}/target?{httpx.QueryParams({'t': f'{target}:{port}'})}"))
+    assert upstream.take() == []
+    ok = raw.request("GET", f"{upstream.url}/target?{httpx.QueryParams({'t': f'127.0.0.1:{port}'})}")
+    assert ok.status == 200 and ok.body == UPSTREAM_BODY
 
 
 @pytest.mark.parametrize("value", ["a\x01b", "bell\x07", "del\x7f", "esc\x1b[31m", "nul\x00", "cr\rlf"])
