@@ -238,6 +238,9 @@ def workflows(api: str) -> dict[str, dict]:
     flows["set-status"] = at("/set-status", {"name": "S", "type": "jq", "input": "request.query", "jq": ".s | tonumber"},
                              {"name": "SET", "type": "property", "property": "kong.response.status", "input": "S"},
                              {"name": "TEXT", "type": "static", "values": {"text": EXIT_BODY}, "output": "response.body"})
+    flows["call-url"] = at("/call-url", {"name": "CALL", "type": "call", "url": f"{api}/configured",
+                                         "inputs": {"url": "request.query.u"}},
+                           {"name": "EXIT", "type": "exit", "inputs": {"body": "CALL.body"}})
     flows["target"] = at("/target", {"name": "T", "type": "jq", "input": "request.query", "jq": ".t"},
                          {"name": "SET", "type": "property", "property": "kong.service.target", "input": "T"})
     flows["jwt"] = at("/jwt", {"name": "KEY", "type": "static", "values": {"secret": JWT_SECRET}},
@@ -364,6 +367,24 @@ def test_merged_framing_headers_do_not_break_a_call(env, raw):
     assert seen.header("content-length") == [str(len(REQUEST_BODY))]
     assert not seen.header("transfer-encoding") and not seen.header("proxy-authorization") and not seen.header("te")
     assert seen.header("host") == [api.url.split("/")[2]]
+
+
+@pytest.mark.parametrize(("path", "sent"), [
+    ("/a b HTTP/1.1", "/a%20b%20HTTP/1.1"),  # raw, the space split the request line: the API saw `/a`
+    ("/caf\u00e9?q=x y&r=a+b%2B", "/caf%C3%A9?q=x%20y&r=a+b%2B"),  # escapes and `+` as written
+    ('/"<x>"', "/%22%3Cx%3E%22"),
+])
+def test_a_call_url_is_sent_as_a_uri(env, raw, path, sent):
+    _, upstream, api = env
+    api.take()
+    answer = raw.request("GET", f"{upstream.url}/call-url?{httpx.QueryParams({'u': api.url + path})}")
+    assert answer.status == 200, answer.body[:300]
+    assert [seen.target for seen in api.take()] == [sent]
+
+
+def test_a_call_url_with_a_space_in_its_host_is_a_clean_500(env, raw):
+    _, upstream, _api = env
+    assert_clean_500(raw.request("GET", f"{upstream.url}/call-url?{httpx.QueryParams({'u': 'http://a b/'})}"))
 
 
 # -- header names and values --------------------------------------------------------
