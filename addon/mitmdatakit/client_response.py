@@ -91,6 +91,23 @@ class ClientResponse:
         return http.Response.make(ex.status, data, raw)
 
 
+def drop_forbidden_body(flow: http.HTTPFlow) -> None:
+    """No content in the answer to a HEAD, or in a 204 or 304 (RFC 9110
+    §6.4.1). mitmproxy sends whatever content a response holds, and a client
+    reads no body there: an exit's body, a `response` body patch, a failure
+    or a trace report would be read as the start of the next response on the
+    connection. A HEAD's answer keeps its Content-Length (the size a GET
+    would get, as nginx sends it); a 204 may not have one (RFC 9110 §8.6)."""
+    response = flow.response
+    if response is None or not response.raw_content:
+        return
+    if response.status_code == 204:
+        response.headers.pop("content-length", None)
+    elif response.status_code != 304 and flow.request.method.upper() != "HEAD":
+        return
+    response.raw_content = b""
+
+
 def _set_field(fields: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
     """`headers[name] = value` on a field list: the first field of that name
     (any case) gets the value, further ones go; none: appended."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from mitmproxy import http
 
+from .client_response import drop_forbidden_body
 from .errors import CodecError, RunAborted, WorkflowFailed
 from .originals import client_request, keep_client_request, keep_upstream_response
 from .ports import Phase
@@ -310,6 +311,7 @@ class Engine:
             response.headers.pop("content-encoding", None)
             response.headers["content-type"] = "application/json"
             response.content = json.dumps(report).encode()
+        drop_forbidden_body(run.flow)
 
     def _scrub(self, run: FlowRun) -> None:
         """The request is sent (or never will be: answered here), and

@@ -6,6 +6,8 @@ Each property is a getter and/or a setter taking the node's context
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -129,11 +131,36 @@ def _split_target(text: str) -> tuple[str, int | None]:
         port = port if sep else None
     if not host:
         raise NodeError(f"invalid target {text!r}: no host")
+    host = _wire_host(host, text)
     if port is None:
         return host, None
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise NodeError(f"invalid port in target {text!r}")
     return host, int(port)
+
+
+# A host name: letters, digits, `-`, `_` and `.` (RFC 1123, plus the `_`
+# some internal names use). The host becomes the Host header, the SNI and,
+# in upstream proxy mode, the request line's authority: a space, `/`, `@`,
+# `?` or CR/LF there rewrote the request line or injected a header.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _wire_host(host: str, text: str) -> str:
+    """The host as sent: a host name (non-ASCII ones IDNA-encoded) or an IP
+    address; anything else is a node error."""
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise NodeError(f"invalid host in target {text!r}") from None
+    if _HOST_NAME.fullmatch(host):
+        return host
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        raise NodeError(f"invalid host in target {text!r} (a host name or an IP address)") from None
+    return host
 
 
 def _before_proxying(ctx: NodeContext, what: str) -> None:
@@ -178,7 +205,7 @@ def _upstream_set(ctx: NodeContext, _: str, value: Any) -> None:
             scheme, rest = None, entry
         host, port = _split_target(rest.rstrip("/"))
     else:
-        scheme, host, port = entry.get("scheme"), entry["host"], entry.get("port")
+        scheme, host, port = entry.get("scheme"), _wire_host(entry["host"], entry["host"]), entry.get("port")
     _remember_client_request(ctx)
     if scheme:
         req.scheme = scheme
@@ -187,10 +214,12 @@ def _upstream_set(ctx: NodeContext, _: str, value: Any) -> None:
 
 
 def _response_status_set(ctx: NodeContext, _: str, value: Any) -> None:
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599:
         raise NodeError(f"kong.response.status must be a status code (100-599), got {value!r}")
+    if value < 200:  # an interim answer: the client would wait for the real one (101: a protocol switch)
+        raise NodeError(f"kong.response.status {value}: a 1xx is not a final response; use 200-599")
     ctx.client_response.status = value
 
 

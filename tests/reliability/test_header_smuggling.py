@@ -165,7 +165,10 @@ class RawClient:
         head = f"{method} {url} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n{headers}\r\n"
         self.sock.sendall(head.encode() + body)
         status_line, fields = _read_head(self.rfile)
-        return Answer(int(status_line.split(" ")[1]), fields, _read_message_body(self.rfile, fields))
+        status = int(status_line.split(" ")[1])
+        if method == "HEAD" or status in (204, 304):  # no body, whatever the headers say (RFC 9112 §6.3)
+            return Answer(status, fields)
+        return Answer(status, fields, _read_message_body(self.rfile, fields))
 
     def leftover(self, wait: float = 0.3) -> bytes:
         """Bytes the proxy sent beyond the responses read (should be none)."""
@@ -229,6 +232,17 @@ def workflows(api: str) -> dict[str, dict]:
                                            "jq": '{"x-value": (.v | @base64d)}', "output": "response.headers"})
     flows["bad-exit"] = at("/bad-exit", {"name": "J", "type": "jq", "input": "request.query", "jq": "{(.n): \"1\"}"},
                            {"name": "EXIT", "type": "exit", "inputs": {"headers": "J"}})
+    for status in (204, 304):
+        flows[f"exit-{status}"] = at(f"/exit-{status}", {"name": "TEXT", "type": "static", "values": {"text": EXIT_BODY}},
+                                     {"name": "EXIT", "type": "exit", "status": status, "inputs": {"body": "TEXT.text"}})
+    flows["set-status"] = at("/set-status", {"name": "S", "type": "jq", "input": "request.query", "jq": ".s | tonumber"},
+                             {"name": "SET", "type": "property", "property": "kong.response.status", "input": "S"},
+                             {"name": "TEXT", "type": "static", "values": {"text": EXIT_BODY}, "output": "response.body"})
+    flows["call-url"] = at("/call-url", {"name": "CALL", "type": "call", "url": f"{api}/configured",
+                                         "inputs": {"url": "request.query.u"}},
+                           {"name": "EXIT", "type": "exit", "inputs": {"body": "CALL.body"}})
+    flows["target"] = at("/target", {"name": "T", "type": "jq", "input": "request.query", "jq": ".t"},
+                         {"name": "SET", "type": "property", "property": "kong.service.target", "input": "T"})
     flows["jwt"] = at("/jwt", {"name": "KEY", "type": "static", "values": {"secret": JWT_SECRET}},
                       {"name": "VERIFY", "type": "jwt_verify", "inputs": {"token": "request.headers.authorization",
                                                                           "key": "KEY.secret"}},
@@ -319,6 +333,26 @@ def test_exit_headers_from_a_call_do_not_reframe_the_exit(env, raw, kind):
     assert upstream.take() == []  # an exit never reaches the upstream
 
 
+# -- answers that carry no body ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "exit-204", 204), ("GET", "exit-304", 304), ("HEAD", "exit/cl", 200),  # an exit's body
+    ("GET", "set-status?s=204", 204), ("GET", "set-status?s=304", 304),  # a body patch on the upstream's answer
+    ("HEAD", "set-status?s=200", 200),
+    ("HEAD", "bad-name?n=x%20y", 500),  # a failure's JSON body
+])
+def test_no_body_goes_out_where_the_client_reads_none(env, raw, method, path, status):
+    """A HEAD's answer, a 204 and a 304 have no body (RFC 9110 §6.4.1): one
+    sent anyway would be read as the next response on the connection."""
+    answer = raw.request(method, f"{env[1].url}/{path}")
+    assert answer.status == status, answer
+    if status == 204:
+        assert answer.header("content-length") == [], answer.headers
+    assert raw.leftover() == b""
+    assert_framed(raw.request("GET", f"{env[1].url}/response/cl"), UPSTREAM_BODY)  # the connection still frames right
+
+
 # -- a call's own headers ---------------------------------------------------------------
 
 
@@ -333,6 +367,24 @@ def test_merged_framing_headers_do_not_break_a_call(env, raw):
     assert seen.header("content-length") == [str(len(REQUEST_BODY))]
     assert not seen.header("transfer-encoding") and not seen.header("proxy-authorization") and not seen.header("te")
     assert seen.header("host") == [api.url.split("/")[2]]
+
+
+@pytest.mark.parametrize(("path", "sent"), [
+    ("/a b HTTP/1.1", "/a%20b%20HTTP/1.1"),  # raw, the space split the request line: the API saw `/a`
+    ("/caf\u00e9?q=x y&r=a+b%2B", "/caf%C3%A9?q=x%20y&r=a+b%2B"),  # escapes and `+` as written
+    ('/"<x>"', "/%22%3Cx%3E%22"),
+])
+def test_a_call_url_is_sent_as_a_uri(env, raw, path, sent):
+    _, upstream, api = env
+    api.take()
+    answer = raw.request("GET", f"{upstream.url}/call-url?{httpx.QueryParams({'u': api.url + path})}")
+    assert answer.status == 200, answer.body[:300]
+    assert [seen.target for seen in api.take()] == [sent]
+
+
+def test_a_call_url_with_a_space_in_its_host_is_a_clean_500(env, raw):
+    _, upstream, _api = env
+    assert_clean_500(raw.request("GET", f"{upstream.url}/call-url?{httpx.QueryParams({'u': 'http://a b/'})}"))
 
 
 # -- header names and values --------------------------------------------------------
@@ -356,6 +408,19 @@ def test_a_header_name_that_is_not_a_token_is_a_clean_500(env, raw, name):
     mitm.wait_for_log(r"invalid header name", since=offset, timeout=5)
     # the proxy (and this connection) keep serving
     assert_framed(raw.request("POST", f"{upstream.url}/request/cl", REQUEST_BODY), UPSTREAM_BODY)
+
+
+@pytest.mark.parametrize("target", ["::1\r\nX-Injected: 1", "127.0.0.1 HTTP/1.1", "127.0.0.1/admin?", "u@127.0.0.1"])
+def test_a_target_host_that_is_not_a_host_is_a_clean_500(env, raw, target):
+    """The host becomes the Host header (and the request line in upstream
+    proxy mode): no CR/LF, space, `/` or `@` gets there."""
+    _, upstream, _ = env
+    upstream.take()
+    port = upstream.url.rsplit(":", 1)[1]
+    assert_clean_500(raw.request("GET", f"{upstream.url}/target?{httpx.QueryParams({'t': f'{target}:{port}'})}"))
+    assert upstream.take() == []
+    ok = raw.request("GET", f"{upstream.url}/target?{httpx.QueryParams({'t': f'127.0.0.1:{port}'})}")
+    assert ok.status == 200 and ok.body == UPSTREAM_BODY
 
 
 @pytest.mark.parametrize("value", ["a\x01b", "bell\x07", "del\x7f", "esc\x1b[31m", "nul\x00", "cr\rlf"])

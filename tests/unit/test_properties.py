@@ -270,6 +270,8 @@ nodes:
         ('"10.1.2.3:9443"', "10.1.2.3", 9443),
         ('"backend.internal"', "backend.internal", 80),  # port kept
         ('"[::1]:8001"', "::1", 8001),
+        ('"b\u00fccher.example:81"', "xn--bcher-kva.example", 81),  # IDNA on the wire
+        ('"svc_a.internal"', "svc_a.internal", 80),
     ],
 )
 async def test_service_target_set_changes_where_the_flow_goes(dk, value, host, port):
@@ -327,7 +329,12 @@ async def test_request_properties_describe_the_client_request_after_retargeting(
     assert (flow.request.scheme, flow.request.host, flow.request.port) == ("https", "10.1.1.1", 9000)
 
 
-@pytest.mark.parametrize("value", ['"host:99999"', '"host:abc"', "12", '""', '":8080"', '"[::1"'])
+@pytest.mark.parametrize("value", [
+    '"host:99999"', '"host:abc"', "12", '""', '":8080"', '"[::1"', '"host:8\u00b2"',
+    # the host becomes the Host header and, in upstream proxy mode, the request line
+    '"::1\\r\\nX-Injected: 1"', '"[::1\\r\\nX: y]:80"', '"evil.test x HTTP/1.1"', '"a.test/admin?"', '"a@b.test"',
+    '"a.test#x"', '"a\\u0000b"',
+])
 async def test_service_target_set_invalid_is_a_node_error(dk, value):
     dk.load(SET_ONLY.format(top="", value=value, prop="kong.service.target"))
     flow = await dk.roundtrip(make_flow())
@@ -460,7 +467,8 @@ async def test_response_status_set_in_response_phase(dk):
     assert flow.response.status_code == 202
 
 
-@pytest.mark.parametrize("value", ["99", "600", '"abc"', "true", "null"])
+@pytest.mark.parametrize("value", ["99", "600", '"abc"', "true", "null", '"\u00b2"',
+                                   "100", "101"])  # a 1xx is not a final answer (101: a protocol switch)
 async def test_response_status_set_invalid(dk, value):
     dk.load(SET_ONLY.format(top="", value=value, prop="kong.response.status"))
     flow = await dk.roundtrip(make_flow())

@@ -24,7 +24,7 @@ from ..context import NodeContext
 from ..errors import BodyDecodeError, BodyTooLarge, NodeError
 from ..header_policy import writable_headers
 from ..ports import Ports, PortType
-from ..urls import http_url
+from ..urls import http_url, wire_url
 from .base import Node, NodeSpec, WorkflowInfo, register
 
 DEFAULT_TIMEOUT_MS = 60_000
@@ -61,7 +61,7 @@ class CallNode(Node):
         # parsed once, used while no input changes the URL (a URL that yarl
         # refuses still fails at run time, as a node error, like any other)
         try:
-            self._url: URL | None = URL(self.url, encoded=True)
+            self._url: URL | None = URL(wire_url(self.url), encoded=True)
         except ValueError:
             self._url = None
         self.method: str = self.attr("method", "GET").upper()
@@ -130,11 +130,18 @@ class CallNode(Node):
                 kwargs["ssl"] = False
             if self.ssl_server_name:
                 kwargs["server_hostname"] = self.ssl_server_name
+        if url is self.url and self._url is not None:
+            target = self._url
+        else:
+            try:
+                target = URL(wire_url(url), encoded=True)
+            except ValueError as e:
+                raise NodeError(f"invalid URL {_safe(url)!r}: {e}") from None
         session = ctx.services.http()
         try:
             async with session.request(
                 self.method,
-                self._url if url is self.url and self._url is not None else URL(url, encoded=True),
+                target,
                 headers=headers,
                 data=data,
                 proxy=proxy or None,
