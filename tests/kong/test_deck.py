@@ -109,6 +109,13 @@ def test_a_declarative_file_routes_scopes_and_proxies_like_kong(shop, start_mitm
         got = _last(srv["CATALOG"])
         assert (got.path, got.header("x-token-len"), got.header("x-datakit-by")) == ("/", "3", None)
 
+        # a Host header naming a host the router tells apart from the destination: refused
+        # (docs/hardening.md, "Matching"), whichever of the two names the guarded route
+        if not reverse:
+            for url_host, header in (("api.shop.test", "any.test"), ("any.test", "api.shop.test")):
+                r = c.get(f"http://{url_host}/orders/42", headers={"Host": header})
+                assert r.status_code == 400, (url_host, header)
+
         # unmatched (protocols: an https-only route is not matched over http): passes through
         before = len(srv["CATALOG"].requests)
         r = ask("GET", f"127.0.0.1:{srv['CATALOG'].port}", "/secure/x")
