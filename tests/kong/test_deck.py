@@ -97,6 +97,12 @@ def test_a_declarative_file_routes_scopes_and_proxies_like_kong(shop, start_mitm
         # longest prefix first
         ask("GET", "any.test", "/catalog/items/3")
         assert (_last(srv["CATALOG"]).path, _last(srv["CATALOG"]).header("x-datakit-by")) == ("/3", "global:catalog-deep")
+        # the normalized path's decoded escapes are escaped again upstream (Kong's
+        # kong.tools.uri.escape): a space or CRLF must not split the request line
+        ask("GET", "any.test", "/catalog/items/a%20b/caf%C3%A9/%FF/%2e%2e/%22%0d%0aX-Evil:%201")
+        got = _last(srv["CATALOG"])
+        assert got.raw_path == "/a%20b/caf%C3%A9/%22%0D%0AX-Evil:%201"
+        assert got.header("x-evil") is None
         # strip_path false keeps the path
         ask("GET", "any.test", "/catalog/other")
         assert _last(srv["CATALOG"]).path == "/catalog/other"
