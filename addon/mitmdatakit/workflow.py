@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .codecs import normalize_path
+from .codecs import normalize_path, normalize_path_regex
 from .context import MatchFacts
 from .errors import ConfigError
 from .graph import Plan
@@ -128,7 +128,7 @@ class Match:
         for path in m.paths:
             if path.startswith("~"):
                 try:
-                    m._regexes.append(re.compile(path[1:]))
+                    m._regexes.append(re.compile(normalize_path_regex(path[1:])))
                 except re.error as e:
                     raise ConfigError(f"invalid path regex {path!r}: {e}", file=source, field="match.paths") from None
             else:  # Kong normalizes plain paths as it does requests' paths

@@ -45,6 +45,8 @@ def workflows(mock: MockServer) -> dict[str, dict]:
         "prefix-guard": guard("paths", ["/admin"], "prefix"),
         "regex-guard": guard("paths", ["~/vault\\b"], "regex"),
         "host-guard": guard("hosts", [GUARD_HOST], "host"),
+        # a regex written with escapes: normalized as Kong does (`%2f` -> `%2F`, `%66` -> `f`)
+        "escaped-regex-guard": guard("paths", ["~/%66iles%2fsecret\\b"], "escaped-regex"),
         # request.query straight into service_request.query: nothing lost
         "query-forward": {"match": {"paths": ["/q/forward"]},
                           "nodes": [{"name": "Q", "type": "property", "property": "kong.ctx.shared.q",
@@ -139,6 +141,12 @@ def spellings(word: str) -> list[str]:
         f"/x/..//{word}/",
         f"/{word}%2fusers",
     ]
+
+
+@pytest.mark.parametrize("target", ["/files%2fsecret", "/files%2Fsecret", "/%66iles%2fsecret/x", "//files%2Fsecret"])
+def test_a_regex_written_with_escapes_is_not_bypassed(proxy, target):
+    status, body = send(proxy, target)
+    assert (status, body) == (403, {"guard": "escaped-regex"}), target
 
 
 def test_spellings_really_differ_from_the_plain_path():

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..codecs import normalize_path
+from ..codecs import normalize_path, normalize_path_regex
 from ..errors import ConfigError
 from ..hosts import normalize_host, request_host, wildcard_host_test
 from .entities import Route
@@ -58,7 +58,7 @@ class _Candidate:
         self.regex: re.Pattern[str] | None = None
         if path is not None and path.startswith("~"):
             try:  # Kong anchors regex paths at the start; PCRE's (?<name>) is Python's (?P<name>)
-                self.regex = re.compile(_LUA_NAMED_GROUP.sub("(?P<", path[1:]))
+                self.regex = re.compile(_LUA_NAMED_GROUP.sub("(?P<", normalize_path_regex(path[1:])))
             except re.error as e:
                 raise ConfigError(f"invalid path regex {path!r}: {e}", file=source, field=f"routes.{route.name or route.id}.paths") from None
         elif path is not None:
