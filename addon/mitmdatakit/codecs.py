@@ -417,6 +417,27 @@ def _decode_escape(m: re.Match[bytes]) -> bytes:
     return m.group(0).upper() if byte in _KEEP_ESCAPED else bytes((byte,))
 
 
+_REGEX_SPECIAL = frozenset(b".^$*+?{}[]\\|()")
+
+
+def _decode_escape_in_regex(m: re.Match[bytes]) -> bytes:
+    decoded = _decode_escape(m)
+    return b"\\" + decoded if len(decoded) == 1 and decoded[0] in _REGEX_SPECIAL else decoded
+
+
+def normalize_path_regex(pattern: str) -> str:
+    """A `~` path regex as Kong normalizes it (traditional.md, "Path
+    normalization"): its escapes decoded or uppercased as in
+    `normalize_path`, so that it can match the normalized path (`%2f` would
+    never match `%2F`, `%61` never `a`); a decoded character that is a regex
+    metacharacter (`%2E`) is escaped (`\\.`). Dot-segments and slashes are
+    left alone."""
+    if "%" not in pattern:
+        return pattern
+    data = _ESCAPE.sub(_decode_escape_in_regex, pattern.encode("utf-8", "surrogateescape"))
+    return data.decode("utf-8", "surrogateescape")
+
+
 def normalize_path(raw: str) -> str:
     """The path as Kong's router and `kong.request.get_path()` see it.
 

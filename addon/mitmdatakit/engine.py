@@ -18,6 +18,7 @@ from mitmproxy import http
 
 from .client_response import drop_forbidden_body
 from .errors import CodecError, RunAborted, WorkflowFailed
+from .hosts import AmbiguousHost, other_hosts
 from .originals import client_request, keep_client_request, keep_upstream_response
 from .ports import Phase
 from .redaction import safe_url
@@ -86,11 +87,41 @@ class Engine:
         self.runs_by_client: dict[str, dict[str, FlowRun]] = {}
 
     def select(self, flow: http.HTTPFlow) -> Workflow | None:
+        """The workflow for the flow. Raises `AmbiguousHost` when another
+        host the request names (a second Host field, a Host header that is
+        not the destination, an absolute-form target in reverse mode) would
+        pick another workflow: the upstream may serve either host, so a
+        `hosts` guard could be skipped by naming the guarded host in the
+        other place."""
         facts = RequestFacts(flow)  # read once, tested against every workflow
+        chosen = self._first(facts)
+        if not facts.host_read:  # no workflow up to the chosen one looked at the host: no other host can matter
+            return chosen
+        for host in other_hosts(flow, facts.host):
+            if self._first(facts.with_host(host)) is not chosen:
+                raise AmbiguousHost(facts.host, host)
+        return chosen
+
+    def _first(self, facts: RequestFacts) -> Workflow | None:
         for wf in self.workflows:
-            if wf.applies_to(flow, facts):
+            if wf.applies_to(facts.flow, facts):
                 return wf
         return None
+
+    def _select_or_refuse(self, flow: http.HTTPFlow) -> Workflow | None:
+        """`select`; a flow whose hosts disagree is answered 400 instead."""
+        try:
+            return self.select(flow)
+        except AmbiguousHost as e:
+            logger.warning(
+                "Datakit: refused %s %s: the request names the hosts %r and %r, which select different "
+                "workflows (a Host header that is not the destination, several Host fields, or an "
+                "absolute-form target): 400 [request_id %s]",
+                flow.request.method, safe_url(flow.request.url), e.host, e.other, flow.id,
+            )
+            flow.response = json_response(400, {"message": "Bad request: the request names more than one host",
+                                                "request_id": flow.id})
+            return None
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """mitmproxy streams this request (stream_large_bodies, a declared
@@ -101,7 +132,7 @@ class Engine:
         decides again while the body arrives). Fail closed: the flow is
         killed before anything goes upstream, and the log says why."""
         if flow.request.stream and flow.response is None:
-            wf = self.select(flow)
+            wf = self._select_or_refuse(flow)
             if wf is not None and _acts_on_request(wf):
                 self._refuse_streamed(flow, wf, "request")
 
@@ -138,7 +169,7 @@ class Engine:
         no coroutine of ours beyond the hook's)."""
         if flow.response is not None or flow.id in self.runs:
             return None, None  # answered by another addon already, or a replay of ours
-        wf = self.select(flow)
+        wf = self._select_or_refuse(flow)
         if wf is None:
             return None, None
         if flow.request.stream and _acts_on_request(wf):

@@ -17,6 +17,8 @@ from mitmproxy.net.http import url
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 CLIENT_HOST = "datakit_client_host"  # flow.metadata key: the client's Host in reverse mode
+# flow.metadata key: every host the client's request named, before the reverse-mode rewrite
+CLIENT_HOSTS = "datakit_client_hosts"
 _SECURE_SCHEMES = frozenset({"https", "tls", "dtls", "http3", "quic"})
 
 
@@ -57,6 +59,36 @@ def request_host(flow: Any) -> str:
     return normalize_host(request.host)
 
 
+class AmbiguousHost(Exception):
+    """The request names two hosts that select different workflows."""
+
+    def __init__(self, host: str, other: str) -> None:
+        super().__init__(f"the request names the hosts {host!r} and {other!r}")
+        self.host = host
+        self.other = other
+
+
+def named_hosts(request: Any) -> tuple[str, ...]:
+    """Every host a request names besides its destination: each Host field
+    and the request target's authority (HTTP/1 absolute-form, HTTP/2
+    `:authority`), as sent."""
+    names = request.headers.get_all("host")
+    authority = request.authority
+    return (*names, authority) if authority else tuple(names)
+
+
+def other_hosts(flow: Any, host: str) -> set[str]:
+    """The normalized hosts the request names that are not `host` (its
+    `request_host`). Any of them may be the host an upstream serves: in
+    regular mode a Host header the destination honours (a shared server,
+    "domain fronting"); in reverse mode a second Host field or an
+    absolute-form target, which mitmproxy passes on."""
+    names = flow.metadata.get(CLIENT_HOSTS)
+    if names is None:
+        names = named_hosts(flow.request)
+    return {normalized for name in names if (normalized := normalize_host(name)) != host}
+
+
 class ClientHost:
     """mitmproxy hooks that keep the client's Host visible in reverse mode."""
 
@@ -84,6 +116,7 @@ class ClientHost:
         if not self.rewrite or not isinstance(flow.client_conn.proxy_mode, ReverseMode):
             return
         flow.metadata[CLIENT_HOST] = flow.request.host_header or ""
+        flow.metadata[CLIENT_HOSTS] = named_hosts(flow.request)
         server = flow.server_conn
         if server.address:  # what mitmproxy does when keep_host_header is off
             flow.request.host_header = url.hostport("https" if server.tls else "http", *server.address)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import config_regex
-from .codecs import normalize_path
+from .codecs import normalize_path, normalize_path_regex
 from .config_regex import ConfigRegex
 from .context import MatchFacts
 from .errors import ConfigError
@@ -36,15 +36,30 @@ class RequestFacts:
     Selecting a workflow tests the workflows in order; with many loaded,
     decoding the method, host and path again for each one was most of the
     cost. Each fact is computed on first use and kept.
+
+    `with_host` gives the same facts for another host the request names
+    (`hosts.other_hosts`), to see whether that host would pick another
+    workflow.
     """
 
-    __slots__ = ("_host", "_method", "_path", "flow")
+    __slots__ = ("_host", "_method", "_path", "flow", "host_named")
 
     def __init__(self, flow: http.HTTPFlow) -> None:
         self.flow = flow
         self._method: str | None = None
         self._host: str | None = None
         self._path: str | None = None
+        self.host_named = False  # True: `host` is not `request_host` but another host the request names
+
+    @property
+    def host_read(self) -> bool:
+        return self._host is not None
+
+    def with_host(self, host: str) -> RequestFacts:
+        other = RequestFacts(self.flow)
+        other._method, other._path, other._host = self._method, self._path, host
+        other.host_named = True
+        return other
 
     @property
     def method(self) -> str:
@@ -114,7 +129,7 @@ class Match:
         for path in m.paths:
             if path.startswith("~"):
                 try:
-                    m._regexes.append(ConfigRegex(path[1:]))
+                    m._regexes.append(ConfigRegex(normalize_path_regex(path[1:])))
                 except config_regex.error as e:
                     raise ConfigError(f"invalid path regex {path!r}: {e}", file=source, field="match.paths") from None
             else:  # Kong normalizes plain paths as it does requests' paths

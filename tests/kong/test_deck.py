@@ -97,6 +97,12 @@ def test_a_declarative_file_routes_scopes_and_proxies_like_kong(shop, start_mitm
         # longest prefix first
         ask("GET", "any.test", "/catalog/items/3")
         assert (_last(srv["CATALOG"]).path, _last(srv["CATALOG"]).header("x-datakit-by")) == ("/3", "global:catalog-deep")
+        # the normalized path's decoded escapes are escaped again upstream (Kong's
+        # kong.tools.uri.escape): a space or CRLF must not split the request line
+        ask("GET", "any.test", "/catalog/items/a%20b/caf%C3%A9/%FF/%2e%2e/%22%0d%0aX-Evil:%201")
+        got = _last(srv["CATALOG"])
+        assert got.raw_path == "/a%20b/caf%C3%A9/%22%0D%0AX-Evil:%201"
+        assert got.header("x-evil") is None
         # strip_path false keeps the path
         ask("GET", "any.test", "/catalog/other")
         assert _last(srv["CATALOG"]).path == "/catalog/other"
@@ -108,6 +114,13 @@ def test_a_declarative_file_routes_scopes_and_proxies_like_kong(shop, start_mitm
         ask("GET", "any.test", "/secret")
         got = _last(srv["CATALOG"])
         assert (got.path, got.header("x-token-len"), got.header("x-datakit-by")) == ("/", "3", None)
+
+        # a Host header naming a host the router tells apart from the destination: refused
+        # (docs/hardening.md, "Matching"), whichever of the two names the guarded route
+        if not reverse:
+            for url_host, header in (("api.shop.test", "any.test"), ("any.test", "api.shop.test")):
+                r = c.get(f"http://{url_host}/orders/42", headers={"Host": header})
+                assert r.status_code == 400, (url_host, header)
 
         # unmatched (protocols: an https-only route is not matched over http): passes through
         before = len(srv["CATALOG"].requests)

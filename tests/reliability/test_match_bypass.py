@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,6 +45,8 @@ def workflows(mock: MockServer) -> dict[str, dict]:
         "prefix-guard": guard("paths", ["/admin"], "prefix"),
         "regex-guard": guard("paths", ["~/vault\\b"], "regex"),
         "host-guard": guard("hosts", [GUARD_HOST], "host"),
+        # a regex written with escapes: normalized as Kong does (`%2f` -> `%2F`, `%66` -> `f`)
+        "escaped-regex-guard": guard("paths", ["~/%66iles%2fsecret\\b"], "escaped-regex"),
         # request.query straight into service_request.query: nothing lost
         "query-forward": {"match": {"paths": ["/q/forward"]},
                           "nodes": [{"name": "Q", "type": "property", "property": "kong.ctx.shared.q",
@@ -140,6 +143,12 @@ def spellings(word: str) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("target", ["/files%2fsecret", "/files%2Fsecret", "/%66iles%2fsecret/x", "//files%2Fsecret"])
+def test_a_regex_written_with_escapes_is_not_bypassed(proxy, target):
+    status, body = send(proxy, target)
+    assert (status, body) == (403, {"guard": "escaped-regex"}), target
+
+
 def test_spellings_really_differ_from_the_plain_path():
     """Guards against a test that cannot fail: the spellings are distinct and
     (but the first) not the plain path; mixed-case hex is mixed."""
@@ -172,11 +181,61 @@ def test_host_guard_is_not_bypassed(proxy, host):
 
 
 def test_a_contrary_host_header_does_not_bypass_the_host_guard_in_regular_mode(proxy):
-    """In regular mode mitmproxy sends the request where its URL says; a
-    Host header naming another host must not hide that destination."""
+    """In regular mode mitmproxy sends the request where its URL says, with
+    the client's Host header: the destination may serve the host the
+    header names (a shared server: "domain fronting"). When the two hosts
+    select different workflows, neither hides the other: the request is
+    refused (400), in both directions."""
     if proxy[0] != "regular":
         pytest.skip("regular proxy mode only")
-    assert send(proxy, "/public", host=GUARD_HOST, host_header="other.test") == (403, {"guard": "host"})
+    for url_host, header in ((GUARD_HOST, "other.test"), ("other.test", GUARD_HOST), ("other.test", "API.test.:8080")):
+        status, body = send(proxy, "/public", host=url_host, host_header=header)
+        assert status == 400, (url_host, header, body)
+        assert body["message"] == "Bad request: the request names more than one host"
+
+
+def test_a_host_header_that_selects_the_same_workflow_is_let_through(proxy):
+    """Only a disagreement that matters is refused: a Host header naming
+    another host that no `hosts` rule tells apart from the destination (an
+    IP address and a name, say) selects the same workflow."""
+    if proxy[0] != "regular":
+        pytest.skip("regular proxy mode only")
+    status, body = send(proxy, "/p/x", host="127.0.0.1:9", host_header="other.test")
+    assert (status, body) == (200, {"path": "/p/x", "raw_path": "/p/x"})
+
+
+def send_raw(proxy: tuple[str, Mitmdump], head: str) -> tuple[int, bytes]:
+    """Send `head` (request line and headers, `\n`-separated) as is; the status and body."""
+    _mode, mitm = proxy
+    with socket.create_connection(("127.0.0.1", mitm.port), timeout=10) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        f"GET /public HTTP/1.1\nHost: other.test\nHost: {GUARD_HOST}",
+        f"GET /public HTTP/1.1\nHost: {GUARD_HOST}\nHost: other.test",
+        f"GET http://{GUARD_HOST}/public HTTP/1.1\nHost: other.test",
+        f"GET http://{GUARD_HOST}/public HTTP/1.1",
+    ],
+)
+def test_reverse_mode_requests_that_name_two_hosts_are_refused(proxy, head):
+    """Reverse mode matches the client's Host, but a second Host field or an
+    absolute-form target (which mitmproxy passes on to the upstream, and
+    which RFC 9112 3.2.2 tells a server to prefer over Host) can name
+    another host: refused when that host selects another workflow. nginx,
+    and so Kong, answers 400 to a repeated Host too."""
+    if proxy[0] != "reverse":
+        pytest.skip("reverse mode only")
+    status, body = send_raw(proxy, head)
+    assert status == 400, body
+    assert json.loads(body)["message"] == "Bad request: the request names more than one host"
 
 
 @pytest.mark.parametrize(

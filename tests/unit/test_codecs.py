@@ -1,6 +1,7 @@
 """Header, query and body codecs (docs/nodes.md#implicit-nodes), with hypothesis round-trips."""
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -21,6 +22,7 @@ from mitmdatakit.codecs import (
     json_text,
     json_text_ascii,
     normalize_path,
+    normalize_path_regex,
     text_to_bytes,
 )
 from mitmdatakit.errors import CodecError
@@ -215,6 +217,25 @@ def test_encode_body_rules():
 )
 def test_normalize_path(raw, expected):
     assert normalize_path(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "pattern,expected,path",
+    [
+        ("/files%2fsecret", "/files%2Fsecret", "/files%2Fsecret"),  # reserved: uppercased, as paths are
+        ("/%61dmin$", "/admin$", "/admin"),  # unreserved: decoded
+        ("/a%2eb$", "/a\\.b$", "/a.b"),  # a decoded metacharacter is escaped...
+        ("/caf%C3%a9", "/café", "/café"),
+        ("/plain", "/plain", "/plain"),
+    ],
+)
+def test_normalize_path_regex_follows_kong(pattern, expected, path):
+    """Regex route paths: escapes decoded as in request paths, decoded
+    metacharacters escaped (traditional.md, "Path normalization"); the
+    result matches the normalized request path."""
+    assert normalize_path_regex(pattern) == expected
+    assert re.match(expected, normalize_path(path))
+    assert not re.match(normalize_path_regex("/a%2eb$"), "/axb")  # ...so it is no wildcard
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..workflow import RequestFacts, Workflow
 from .consumers import ConsumerGroups
 from .entities import Route, Service
-from .router import Router
+from .router import Router, request_protocol
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -92,7 +92,12 @@ class RouterMatch:
         return self.declarative.router
 
     def test(self, facts: RequestFacts) -> bool:
-        found = self.declarative.router.route_for(facts.flow)
+        router = self.declarative.router
+        if facts.host_named:  # another host the request names: would it pick another route?
+            found = router.find(facts.method, facts.host, facts.path, request_protocol(facts.flow), facts.flow)
+        else:
+            _ = facts.host  # the router reads it too; marked read, so other hosts are tried (Engine.select)
+            found = router.route_for(facts.flow)
         return found is not None and self.declarative.plugin_for_route.get(found.route.id) is self.workflow
 
     def accepts(self, flow: http.HTTPFlow) -> bool:

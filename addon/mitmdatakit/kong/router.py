@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import config_regex
-from ..codecs import normalize_path
+from ..codecs import normalize_path, normalize_path_regex
 from ..config_regex import ConfigRegex
 from ..errors import ConfigError
 from ..hosts import normalize_host, request_host, wildcard_host_test
@@ -58,7 +58,7 @@ class _Candidate:
         self.regex: ConfigRegex | None = None
         if path is not None and path.startswith("~"):
             try:  # Kong anchors regex paths at the start (PCRE's `(?<name>)` is understood)
-                self.regex = ConfigRegex(path[1:])
+                self.regex = ConfigRegex(normalize_path_regex(path[1:]))
             except config_regex.error as e:
                 raise ConfigError(f"invalid path regex {path!r}: {e}", file=source, field=f"routes.{route.name or route.id}.paths") from None
         elif path is not None:

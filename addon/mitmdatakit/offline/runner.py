@@ -14,6 +14,7 @@ from mitmproxy import http
 from ..engine import METADATA_KEY, Engine
 from ..errors import UpstreamError
 from ..header_policy import is_hop_by_hop
+from ..hosts import AmbiguousHost
 from ..http_clients import UPSTREAM
 from ..runtime import Services
 from ..urls import default_port, http_url
@@ -70,7 +71,10 @@ class OfflineRunner:
         request = flow.request
         target = (request.scheme, request.host, request.port)
 
-        selected = engine.select(flow)
+        try:
+            selected = engine.select(flow)
+        except AmbiguousHost:  # engine.request answers it 400, as the proxy does
+            selected = None
         result = RunResult(flow=flow, workflow=selected.name if selected is not None else None)
         try:
             result.run = await engine.request(flow)
