@@ -86,7 +86,7 @@ import json
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from xml.sax import SAXParseException
 from xml.sax.handler import ContentHandler
@@ -340,7 +340,9 @@ def xml_to_json(
 # -- JSON -> XML -----------------------------------------------------------
 
 
-def _scalar_text(value: Any, where: str) -> str:
+def _scalar_text(value: Any, where: Callable[[], str]) -> str:
+    """`value` as element or attribute text; `where` names it in errors
+    (called only then: building the path for every value is quadratic)."""
     if value is None:
         text = "null"
     elif isinstance(value, bool):
@@ -349,16 +351,16 @@ def _scalar_text(value: Any, where: str) -> str:
         text = str(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise NodeError(f"{where}: {value!r} is not a JSON number")
+            raise NodeError(f"{where()}: {value!r} is not a JSON number")
         text = repr(value)
     elif isinstance(value, str):
         text = value
     else:
-        raise NodeError(f"{where}: a {json_type(value)} cannot be written as text")
+        raise NodeError(f"{where()}: a {json_type(value)} cannot be written as text")
     bad = _INVALID_CHAR_RE.search(text)
     if bad:
         raise NodeError(
-            f"{where}: character U+{ord(bad.group()):04X} cannot be represented in XML 1.0"
+            f"{where()}: character U+{ord(bad.group()):04X} cannot be represented in XML 1.0"
         )
     return text
 
@@ -374,49 +376,59 @@ def json_to_xml(
     """Convert a JSON value to an XML document string (see the module docstring)."""
     prefix = attributes_name_prefix or ""
     out: list[str] = []
+    # The path of the element being written, for error messages: joined only
+    # when one is raised (a path string per element costs depth x size).
+    trail: list[str] = []
+
+    def path() -> str:
+        return "".join(trail)
+
+    def path_to(key: str) -> Callable[[], str]:
+        return lambda: f"{path()}.{key}"
 
     def is_attribute_key(key: str) -> bool:
         return bool(prefix) and key.startswith(prefix) and len(key) > len(prefix)
 
-    def attribute(name: str, val: Any, attrs: dict[str, str], where: str) -> None:
+    def attribute(name: str, val: Any, attrs: dict[str, str]) -> None:
         if not check_name(name):
-            raise NodeError(f"{where}: {name!r} is not a valid XML attribute name")
+            raise NodeError(f"{path()}: {name!r} is not a valid XML attribute name")
         if name in attrs:
-            raise NodeError(f"{where}: attribute {name!r} is given twice")
+            raise NodeError(f"{path()}: attribute {name!r} is given twice")
         if isinstance(val, (Mapping, list, tuple)):
-            raise NodeError(f"{where}: attribute {name!r} must be a scalar, not {json_type(val)}")
-        attrs[name] = _scalar_text(val, f"{where}, attribute {name!r}")
+            raise NodeError(f"{path()}: attribute {name!r} must be a scalar, not {json_type(val)}")
+        attrs[name] = _scalar_text(val, lambda: f"{path()}, attribute {name!r}")
 
-    def element(name: str, val: Any, depth: int, path: str) -> None:
+    def element(name: str, val: Any, depth: int, step: str) -> None:
+        trail.append(step)
         if depth > MAX_DEPTH:
             raise NodeError(f"JSON value is nested deeper than {MAX_DEPTH} levels")
         if not check_name(name):
-            raise NodeError(f"{path}: key {name!r} is not a valid XML element name")
+            raise NodeError(f"{path()}: key {name!r} is not a valid XML element name")
         attrs: dict[str, str] = {}
         text = ""
         children: list[tuple[str, Any, bool]] = []  # name, value, expand a list
         if isinstance(val, Mapping):
             for key, item in val.items():
                 if not isinstance(key, str):
-                    raise NodeError(f"{path}: object keys must be strings, not {key!r}")
+                    raise NodeError(f"{path()}: object keys must be strings, not {key!r}")
                 if attributes_block_name is not None and key == attributes_block_name:
                     if not isinstance(item, Mapping):
                         raise NodeError(
-                            f"{path}: {key!r} (the attributes block) must be an object, "
+                            f"{path()}: {key!r} (the attributes block) must be an object, "
                             f"not {json_type(item)}"
                         )
                     for attr_key, attr_val in item.items():
                         name_ = attr_key[len(prefix) :] if is_attribute_key(attr_key) else attr_key
-                        attribute(name_, attr_val, attrs, path)
+                        attribute(name_, attr_val, attrs)
                 elif key == text_block_name:
                     if isinstance(item, (Mapping, list, tuple)):
                         raise NodeError(
-                            f"{path}: {key!r} (the text block) must be a scalar, "
+                            f"{path()}: {key!r} (the text block) must be a scalar, "
                             f"not {json_type(item)}"
                         )
-                    text += _scalar_text(item, f"{path}.{key}")
+                    text += _scalar_text(item, path_to(key))
                 elif is_attribute_key(key):
-                    attribute(key[len(prefix) :], item, attrs, path)
+                    attribute(key[len(prefix) :], item, attrs)
                 else:
                     children.append((key, item, True))
         elif isinstance(val, (list, tuple)):
@@ -429,17 +441,18 @@ def json_to_xml(
             out.append(f' {attr_name}="{escape(attr_val, _ATTR_ESCAPES)}"')
         if not text and not children:
             out.append("/>")
+            trail.pop()
             return
         out.append(">")
         out.append(escape(text, _TEXT_ESCAPES))
         for child_name, child_val, expand in children:
-            child_path = f"{path}.{child_name}"
             if expand and isinstance(child_val, (list, tuple)) and child_val:  # [] below: empty element
                 for index, item in enumerate(child_val):
-                    element(child_name, item, depth + 1, f"{child_path}[{index}]")
+                    element(child_name, item, depth + 1, f".{child_name}[{index}]")
             else:
-                element(child_name, child_val, depth + 1, child_path)
+                element(child_name, child_val, depth + 1, f".{child_name}")
         out.append(f"</{name}>")
+        trail.pop()
 
     if (
         isinstance(value, Mapping)
