@@ -564,6 +564,9 @@ def test_json_to_xml_node_decodes_string_input():
     assert run(node, '{"a": {"b": [1, 2]}}') == "<a><b>1</b><b>2</b></a>"
     with pytest.raises(NodeError, match="not JSON"):
         run(node, "<a/>")
+    for text in ("[" * 100_000 + "]" * 100_000, "NaN"):  # not a RecursionError crash
+        with pytest.raises(NodeError, match="not JSON"):
+            run(node, text)
 
 
 # -- node definitions ------------------------------------------------------------
