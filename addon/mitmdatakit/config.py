@@ -36,6 +36,9 @@ from .workflow import Match, Workflow
 logger = logging.getLogger("mitmdatakit")
 
 SUFFIXES = (".yaml", ".yml", ".json")
+MAX_FILE_SIZE = 64 * 1024 * 1024
+"""Largest workflow file read: a data dump that ended up in the config
+directory as `*.json` is refused, not read whole into memory."""
 CONNECTION_KEYS = ("input", "inputs", "output", "outputs")
 
 
@@ -171,7 +174,10 @@ def _read_regular_file(p: Path) -> str:
     with open(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise OSError(f"{str(p)!r} is not a regular file")
-        return f.read().decode("utf-8")
+        data = f.read(MAX_FILE_SIZE + 1)  # the size may have changed since fstat
+        if len(data) > MAX_FILE_SIZE:
+            raise OSError(f"{str(p)!r} is larger than {MAX_FILE_SIZE} bytes (MAX_FILE_SIZE), not a workflow file")
+        return data.decode("utf-8")
 
 
 def load_text(text: str, source: str = "<memory>", default_name: str = "workflow", is_json: bool = False) -> Workflow:

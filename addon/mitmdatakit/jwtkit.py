@@ -203,8 +203,8 @@ def _load_string_key(text: str) -> KeySet:
 @functools.lru_cache(maxsize=128)
 def _load_json_key(text: str) -> KeySet:
     try:
-        data = json.loads(text)
-    except ValueError as exc:
+        data = parse_json(text)
+    except ValueError as exc:  # JSONTooDeep included
         raise JWTError(f"key looks like JSON but does not parse: {exc}") from None
     if not isinstance(data, dict):
         raise JWTError("JSON key must be a JWK or JWKS object")

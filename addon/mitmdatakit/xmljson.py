@@ -86,8 +86,9 @@ import json
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
+from xml.etree import ElementPath
 from xml.sax import SAXParseException
 from xml.sax.handler import ContentHandler
 from xml.sax.saxutils import escape
@@ -100,6 +101,7 @@ from .errors import NodeError
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_RECONVERTED",
     "XPATH_HELP",
     "check_name",
     "check_xpath",
@@ -109,6 +111,10 @@ __all__ = [
 
 MAX_DEPTH = 256
 """Deepest element nesting accepted (libxml2's default limit)."""
+
+MAX_RECONVERTED = 100_000
+"""How many element conversions an `xpath` may add to the document's own
+(selected elements inside other selected ones are converted again)."""
 
 XPATH_HELP = (
     "supported XPath subset (ElementTree): absolute (/a/b) and relative "
@@ -280,12 +286,112 @@ def _select(root: ET.Element, xpath: str) -> list[ET.Element]:
     document.append(root)
     path = "." + xpath if xpath.startswith("/") else xpath
     try:
-        found = document.findall(path, _PREFIXES)
+        steps = _compile_xpath(path)
     except (SyntaxError, KeyError, TypeError, ValueError, IndexError) as exc:
         reason = exc.msg if isinstance(exc, SyntaxError) else "an expression outside the supported subset"
         raise NodeError(f"invalid or unsupported xpath {xpath!r}: {reason}; {XPATH_HELP}") from None
+    context = ElementPath._SelectorContext(document)
+    found: list[ET.Element] = [document]
+    for op, select in steps:
+        if op == "//":
+            found = _outermost(found)
+        found = list(dict.fromkeys(select(context, found)))
     # Selecting the document node (`/`, `.`) means the whole document.
     return [root if element is document else element for element in found]
+
+
+# ElementPath evaluates a path step by step over every element the previous
+# step gave, duplicates included: `//a//b` on nested `a`s scans each `b` once
+# per `a` above it, and each further `//` multiplies again (`//*//*//c` on a
+# 1 MB body took 114 s). Its `[N]`/`[last()]` lists the siblings again for
+# each element (20,000 siblings: 5 s). Its steps are run here instead, with
+# duplicates dropped after each step, contexts inside another dropped before
+# a `//` (their descendants are the outer one's too), and positions counted
+# once per parent, so each step is linear in the document.
+type _Select = Callable[[Any, Iterable[ET.Element]], Iterable[ET.Element]]
+
+
+def _compile_xpath(path: str) -> list[tuple[str, _Select]]:
+    """ElementPath's compiler (as in `ElementPath.iterfind`), keeping each
+    step's operator; index predicates get a linear step."""
+    if path[-1:] == "/":
+        path += "*"
+    tokens = ElementPath.xpath_tokenizer(path, _PREFIXES)
+    consumed: list[tuple[str, str]] = []
+
+    def next_token() -> tuple[str, str]:
+        token = next(tokens)
+        consumed.append(token)
+        return token
+
+    steps: list[tuple[str, _Select]] = []
+    try:
+        token = next_token()
+    except StopIteration:
+        return steps
+    while True:
+        consumed.clear()
+        try:
+            select: _Select | None = ElementPath.ops[token[0]](next_token, token)
+        except StopIteration:
+            raise SyntaxError("invalid path") from None
+        if select is None:  # the path ended inside the step (`a[`, `a//`)
+            raise SyntaxError("invalid path")
+        if token[0] == "[":
+            position = _position(consumed)
+            if position is not None:
+                select = _select_position(position)
+        steps.append((token[0], select))
+        try:
+            token = next_token()
+            if token[0] == "/":
+                token = next_token()
+        except StopIteration:
+            return steps
+
+
+def _position(predicate: list[tuple[str, str]]) -> int | None:
+    """The list index `[N]`, `[last()]` or `[last()-N]` selects (ElementPath
+    validated it already); None for other predicates."""
+    tokens = [token for token in predicate if token != ("", "") and token[0] != "]"]
+    signature = "".join(op or "-" for op, _ in tokens)
+    if signature == "-" and re.fullmatch(r"-?\d+", tokens[0][1]):
+        return int(tokens[0][1]) - 1
+    if signature == "-()":
+        return -1
+    if signature == "-()-":
+        return int(tokens[2][1]) - 1
+    return None
+
+
+def _select_position(position: int) -> _Select:
+    def select(context: Any, result: Iterable[ET.Element]) -> Iterator[ET.Element]:
+        parents = ElementPath.get_parent_map(context)
+        same_tag: dict[tuple[int, str], list[ET.Element]] = {}
+        for element in result:
+            parent = parents.get(element)
+            if parent is None:
+                continue
+            key = (id(parent), element.tag)
+            if key not in same_tag:
+                same_tag[key] = [child for child in parent if child.tag == element.tag]
+            siblings = same_tag[key]
+            if -len(siblings) <= position < len(siblings) and siblings[position] is element:
+                yield element
+
+    return select
+
+
+def _outermost(elements: list[ET.Element]) -> list[ET.Element]:
+    """`elements` without those inside another one of them."""
+    inside: set[int] = set()
+    kept = []
+    for element in elements:
+        if id(element) in inside:
+            continue
+        kept.append(element)
+        inside.update(id(descendant) for descendant in element.iter())
+    return kept
 
 
 def xml_to_json(
@@ -301,8 +407,19 @@ def xml_to_json(
     """Convert an XML document to a JSON value (see the module docstring)."""
     root = parse_xml(text)
     prefix = attributes_name_prefix or ""
+    # Selections inside each other (`//a` on nested `a`s) convert the inner
+    # ones again; that is bounded, or 250 nested `a`s would convert a body
+    # 250 times over (gigabytes).
+    budget = sum(1 for _ in root.iter()) + MAX_RECONVERTED if xpath is not None else -1
 
     def convert(element: ET.Element) -> Any:
+        nonlocal budget
+        if budget == 0:
+            raise NodeError(
+                f"xpath {xpath!r} selects elements inside each other that would convert more than "
+                f"{MAX_RECONVERTED} elements more than once"
+            )
+        budget -= 1
         attrib = element.attrib
         children = list(element)
         pieces = [element.text or ""]
@@ -340,7 +457,9 @@ def xml_to_json(
 # -- JSON -> XML -----------------------------------------------------------
 
 
-def _scalar_text(value: Any, where: str) -> str:
+def _scalar_text(value: Any, where: Callable[[], str]) -> str:
+    """`value` as element or attribute text; `where` names it in errors
+    (called only then: building the path for every value is quadratic)."""
     if value is None:
         text = "null"
     elif isinstance(value, bool):
@@ -349,16 +468,16 @@ def _scalar_text(value: Any, where: str) -> str:
         text = str(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise NodeError(f"{where}: {value!r} is not a JSON number")
+            raise NodeError(f"{where()}: {value!r} is not a JSON number")
         text = repr(value)
     elif isinstance(value, str):
         text = value
     else:
-        raise NodeError(f"{where}: a {json_type(value)} cannot be written as text")
+        raise NodeError(f"{where()}: a {json_type(value)} cannot be written as text")
     bad = _INVALID_CHAR_RE.search(text)
     if bad:
         raise NodeError(
-            f"{where}: character U+{ord(bad.group()):04X} cannot be represented in XML 1.0"
+            f"{where()}: character U+{ord(bad.group()):04X} cannot be represented in XML 1.0"
         )
     return text
 
@@ -374,49 +493,59 @@ def json_to_xml(
     """Convert a JSON value to an XML document string (see the module docstring)."""
     prefix = attributes_name_prefix or ""
     out: list[str] = []
+    # The path of the element being written, for error messages: joined only
+    # when one is raised (a path string per element costs depth x size).
+    trail: list[str] = []
+
+    def path() -> str:
+        return "".join(trail)
+
+    def path_to(key: str) -> Callable[[], str]:
+        return lambda: f"{path()}.{key}"
 
     def is_attribute_key(key: str) -> bool:
         return bool(prefix) and key.startswith(prefix) and len(key) > len(prefix)
 
-    def attribute(name: str, val: Any, attrs: dict[str, str], where: str) -> None:
+    def attribute(name: str, val: Any, attrs: dict[str, str]) -> None:
         if not check_name(name):
-            raise NodeError(f"{where}: {name!r} is not a valid XML attribute name")
+            raise NodeError(f"{path()}: {name!r} is not a valid XML attribute name")
         if name in attrs:
-            raise NodeError(f"{where}: attribute {name!r} is given twice")
+            raise NodeError(f"{path()}: attribute {name!r} is given twice")
         if isinstance(val, (Mapping, list, tuple)):
-            raise NodeError(f"{where}: attribute {name!r} must be a scalar, not {json_type(val)}")
-        attrs[name] = _scalar_text(val, f"{where}, attribute {name!r}")
+            raise NodeError(f"{path()}: attribute {name!r} must be a scalar, not {json_type(val)}")
+        attrs[name] = _scalar_text(val, lambda: f"{path()}, attribute {name!r}")
 
-    def element(name: str, val: Any, depth: int, path: str) -> None:
+    def element(name: str, val: Any, depth: int, step: str) -> None:
+        trail.append(step)
         if depth > MAX_DEPTH:
             raise NodeError(f"JSON value is nested deeper than {MAX_DEPTH} levels")
         if not check_name(name):
-            raise NodeError(f"{path}: key {name!r} is not a valid XML element name")
+            raise NodeError(f"{path()}: key {name!r} is not a valid XML element name")
         attrs: dict[str, str] = {}
         text = ""
         children: list[tuple[str, Any, bool]] = []  # name, value, expand a list
         if isinstance(val, Mapping):
             for key, item in val.items():
                 if not isinstance(key, str):
-                    raise NodeError(f"{path}: object keys must be strings, not {key!r}")
+                    raise NodeError(f"{path()}: object keys must be strings, not {key!r}")
                 if attributes_block_name is not None and key == attributes_block_name:
                     if not isinstance(item, Mapping):
                         raise NodeError(
-                            f"{path}: {key!r} (the attributes block) must be an object, "
+                            f"{path()}: {key!r} (the attributes block) must be an object, "
                             f"not {json_type(item)}"
                         )
                     for attr_key, attr_val in item.items():
                         name_ = attr_key[len(prefix) :] if is_attribute_key(attr_key) else attr_key
-                        attribute(name_, attr_val, attrs, path)
+                        attribute(name_, attr_val, attrs)
                 elif key == text_block_name:
                     if isinstance(item, (Mapping, list, tuple)):
                         raise NodeError(
-                            f"{path}: {key!r} (the text block) must be a scalar, "
+                            f"{path()}: {key!r} (the text block) must be a scalar, "
                             f"not {json_type(item)}"
                         )
-                    text += _scalar_text(item, f"{path}.{key}")
+                    text += _scalar_text(item, path_to(key))
                 elif is_attribute_key(key):
-                    attribute(key[len(prefix) :], item, attrs, path)
+                    attribute(key[len(prefix) :], item, attrs)
                 else:
                     children.append((key, item, True))
         elif isinstance(val, (list, tuple)):
@@ -429,17 +558,18 @@ def json_to_xml(
             out.append(f' {attr_name}="{escape(attr_val, _ATTR_ESCAPES)}"')
         if not text and not children:
             out.append("/>")
+            trail.pop()
             return
         out.append(">")
         out.append(escape(text, _TEXT_ESCAPES))
         for child_name, child_val, expand in children:
-            child_path = f"{path}.{child_name}"
             if expand and isinstance(child_val, (list, tuple)) and child_val:  # [] below: empty element
                 for index, item in enumerate(child_val):
-                    element(child_name, item, depth + 1, f"{child_path}[{index}]")
+                    element(child_name, item, depth + 1, f".{child_name}[{index}]")
             else:
-                element(child_name, child_val, depth + 1, child_path)
+                element(child_name, child_val, depth + 1, f".{child_name}")
         out.append(f"</{name}>")
+        trail.pop()
 
     if (
         isinstance(value, Mapping)

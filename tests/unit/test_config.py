@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from mitmdatakit import config
 from mitmdatakit.config import load_document, load_path, load_text
 from mitmdatakit.errors import ConfigError
 from mitmdatakit.ports import Phase
@@ -323,3 +324,13 @@ def test_example_text_round_trip():
     )
     w = load_text(text, source="x.yaml")
     assert [n.name for n in w.plan.nodes] == ["AUTHOR", "JOIN", "EXIT"]
+
+
+def test_a_file_larger_than_the_limit_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "MAX_FILE_SIZE", 1000)
+    big = tmp_path / "dump.json"
+    big.write_text('{"nodes": [], "x": "' + "a" * 1000 + '"}')
+    with pytest.raises(ConfigError, match="larger than 1000 bytes"):
+        config.load_path(tmp_path)
+    big.write_text('{"nodes": [{"name": "S", "type": "static", "values": {"a": 1}}]}')
+    assert len(config.load_path(tmp_path)) == 1

@@ -135,3 +135,9 @@ def test_sign_still_signs_ordinary_claims():
     token, claims, _ = jwtkit.sign({"sub": "u", "exp": 4102444800}, SECRET, "HS256")
     assert jwtkit.verify(token, SECRET)[1] == claims
     assert json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==")) == claims
+
+
+@pytest.mark.parametrize("text", ['{"keys": ' + "[" * 100_000 + "]" * 100_000 + "}", "[" * 100_000 + "]" * 100_000])
+def test_a_jwks_nested_too_deeply_is_a_clean_error(text):
+    with pytest.raises(JWTError, match="nested too deeply"):
+        jwtkit.load_keys(text)

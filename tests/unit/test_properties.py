@@ -675,6 +675,21 @@ async def test_content_type_json_get_of_invalid_json_is_a_node_error():
     assert info.value.name == "P"
 
 
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "NaN", "[1e400]"], ids=["deep", "nan", "1e400"])
+async def test_content_type_json_get_of_nonstandard_json_is_a_node_error(text):
+    # a clean node error, not a crash with a RecursionError traceback, nor a NaN passed on
+    run = flow_run(
+        """\
+        nodes:
+          - {name: P, type: property, property: kong.ctx.shared.doc, content_type: application/json}
+        """
+    )
+    run.ctx_shared["doc"] = text
+    with pytest.raises(WorkflowFailed, match="is not valid JSON") as info:
+        await run.run_phase(Phase.REQUEST)
+    assert info.value.name == "P"
+
+
 async def test_non_nil_get_of_null_is_a_node_error(dk):
     dk.load(
         """\

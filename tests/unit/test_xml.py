@@ -378,6 +378,50 @@ def test_xpath_without_match_is_a_node_error():
         x2j(CATALOG, xpath="/catalog/nothing")
 
 
+NESTED = "<a>" * 200 + "<b/>" * 20_000 + "</a>" * 200  # 140 KB
+SIBLINGS = "<r>" + "<b/>" * 20_000 + "</r>"  # 80 KB
+
+
+@pytest.mark.parametrize(
+    ("doc", "xpath", "found"),
+    [
+        (NESTED, "//a//b", 20_000),  # each b once, not once per a above it
+        (NESTED, "//*//*//c", 0),  # was minutes: each // multiplied the scans
+        (NESTED, "//a//a//b[@x]", 0),
+        (SIBLINGS, "//b[1]", 1),  # was 5 s: the siblings listed again per b
+        (SIBLINGS, "/r/b[last()]", 1),
+        (SIBLINGS, "/r/b[last()-1]", 1),
+    ],
+)
+def test_xpath_time_is_linear_in_the_document(doc, xpath, found):
+    started = time.process_time()
+    try:
+        result = x2j(doc, attributes_name_prefix="-", xpath=xpath)
+    except NodeError as exc:
+        assert found == 0 and "selected no element" in str(exc)
+    else:
+        assert len(result["b"]) == found if found > 1 else result == {"b": {}}
+    assert time.process_time() - started < 1.0
+
+
+def test_xpath_results_are_those_of_elementtree_without_duplicates():
+    doc = "<a><b><a><b>1</b><c/><b>2</b></a></b><b>3</b></a>"
+    for xpath in ("//a//b", "//b", "//a//b[1]", "//a/b[last()]", "//*//b/..", "//b[2]"):
+        document = xmljson.ET.Element("")
+        root = xmljson.parse_xml(doc)
+        document.append(root)
+        expected = list(dict.fromkeys(document.findall("." + xpath, xmljson._PREFIXES)))
+        assert xmljson._select(root, xpath) == expected, xpath
+
+
+def test_nested_selections_are_bounded():
+    # //a selects all 200 nested a's, each with the 20,000 b's below: 4 million conversions
+    with pytest.raises(NodeError, match="inside each other"):
+        x2j(NESTED, attributes_name_prefix="-", xpath="//a")
+    # a few nested selections still work
+    assert x2j("<a><a><a/></a></a>", attributes_name_prefix="-", xpath="//a") == {"a": [{"a": {"a": {}}}, {"a": {}}, {}]}
+
+
 @pytest.mark.parametrize(
     "xpath",
     [
@@ -495,11 +539,34 @@ def test_too_deep_json_is_rejected():
         j2x(value)
 
 
+def test_json_to_xml_errors_name_the_path():
+    value = {"r": {"a": [{"b": 1}, {"c": {"-x": [1]}}]}}
+    with pytest.raises(NodeError, match=r"^r\.a\[1\]\.c: attribute 'x' must be a scalar"):
+        j2x(value, attributes_name_prefix="-")
+    with pytest.raises(NodeError, match=r"^r\.a\[0\]\.b: character U\+0001"):
+        j2x({"r": {"a": [{"b": "\x01"}]}})
+
+
+def test_json_to_xml_time_is_linear_in_long_deep_paths():
+    # 200 keys of 10,000 characters, then 50,000 items: a path string per
+    # element would copy 2 MB 50,000 times (seconds; 112 s for a 9 MB body)
+    value: object = {"x": ["1"] * 50_000}
+    for _ in range(200):
+        value = {"n" * 10_000: value}
+    started = time.process_time()
+    out = j2x(value)
+    assert time.process_time() - started < 1.0
+    assert out.count("<x>1</x>") == 50_000
+
+
 def test_json_to_xml_node_decodes_string_input():
     node = make("json_to_xml")
     assert run(node, '{"a": {"b": [1, 2]}}') == "<a><b>1</b><b>2</b></a>"
     with pytest.raises(NodeError, match="not JSON"):
         run(node, "<a/>")
+    for text in ("[" * 100_000 + "]" * 100_000, "NaN"):  # not a RecursionError crash
+        with pytest.raises(NodeError, match="not JSON"):
+            run(node, text)
 
 
 # -- node definitions ------------------------------------------------------------

@@ -8,12 +8,11 @@ sets no Content-Type (Kong 3.13.0.10).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .. import xmljson
-from ..codecs import TypedText
+from ..codecs import TypedText, parse_json
 from ..context import NodeContext
 from ..errors import NodeError
 from ..ports import SELF, Ports, PortType
@@ -57,7 +56,7 @@ class JsonToXmlNode(Node):
         value = inputs.get(SELF)
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = parse_json(value)  # standard JSON, bounded depth
             except ValueError as exc:
                 raise NodeError(f"json_to_xml input is a string that is not JSON: {exc}") from None
         return {SELF: TypedText(xmljson.json_to_xml(value, **self.options), XML_MEDIA_TYPE)}

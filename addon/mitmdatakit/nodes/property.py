@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..codecs import json_type
+from ..codecs import json_type, parse_json
 from ..context import NodeContext
 from ..errors import NodeError
 from ..ports import SELF, Phase, Ports, PortType
@@ -77,7 +77,7 @@ class PropertyNode(Node):
         value = self.prop.get(ctx, self.key)
         if self.content_type == "application/json" and isinstance(value, (str, bytes)):
             try:
-                value = json.loads(value)
+                value = parse_json(value)  # standard JSON, bounded depth
             except ValueError as e:
                 raise NodeError(f"property {self.property_name!r} is not valid JSON: {e}") from None
         elif self.content_type in ("text/plain", "application/octet-stream") and value is not None and not isinstance(value, str):
