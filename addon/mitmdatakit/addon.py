@@ -27,6 +27,7 @@ from .workflow import Workflow
 logger = logging.getLogger("mitmdatakit")
 
 RELOAD_INTERVAL = POLL_INTERVAL
+RETIRE_POLL = 0.5  # seconds between looks for runs still using unloaded workflows
 MITMPROXY_DEFAULT_CONFDIR = "~/.mitmproxy"
 
 
@@ -63,6 +64,7 @@ class Datakit(DatakitCommands):
         self._changes = ChangeDetector()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self._retired: list[Workflow] = []  # unloaded, closed once no run in flight uses them
         # one thread of its own: a slow load never takes a thread from
         # mitmproxy's default executor (DNS lookups run there)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datakit-reload")
@@ -179,7 +181,8 @@ class Datakit(DatakitCommands):
                 task.cancel()
         self._loader.shutdown(wait=False, cancel_futures=True)
         await self.engine.aclose()
-        await self._close(self.workflows)
+        retired, self._retired = self._retired, []
+        await self._close([*retired, *self.workflows])
         await self.engine.services.aclose()
 
     def _sync_restorer(self) -> None:
@@ -290,7 +293,8 @@ class Datakit(DatakitCommands):
         LOG_FILTER.use([s for wf in (*old, *workflows) for s in wf.secrets])
         logger.info("Datakit: loaded %d workflow(s) from %s in %.2f s: %s", len(workflows), path, outcome.seconds, describe(workflows))
         if old:
-            self._spawn(self._close(old))
+            self._retired.extend(old)
+            self._spawn(self._close_when_unused(old))
         return True
 
     async def _watch(self) -> None:
@@ -305,6 +309,17 @@ class Datakit(DatakitCommands):
                         await self._reload_off_loop(path, current)
             except Exception:  # the watcher must survive anything
                 logger.exception("Datakit: watching the workflow files failed")
+
+    async def _close_when_unused(self, workflows: Sequence[Workflow]) -> None:
+        """Close unloaded workflows once no run in flight uses them: a run
+        keeps the workflow it started with, and closing its resources
+        under it (a redis cache) failed its next cache operation or made
+        the closed cache connect again, for good."""
+        ids = {id(wf) for wf in workflows}
+        while any(id(run.workflow) in ids for run in self.engine.runs.values()):
+            await asyncio.sleep(RETIRE_POLL)
+        self._retired = [wf for wf in self._retired if id(wf) not in ids]
+        await self._close(workflows)
 
     async def _close(self, workflows: Sequence[Workflow]) -> None:
         for wf in workflows:

@@ -143,8 +143,14 @@ class Engine:
         if response is not None and response.stream:
             run = self.runs.get(flow.id)
             if run is not None and not run.finished and _acts_on_response(run):
-                self.runs.pop(flow.id, None)
-                self._refuse_streamed(flow, run.workflow, "response")
+                self._refuse_streamed_response(run)
+
+    def _refuse_streamed_response(self, run: FlowRun) -> None:
+        self._untrack(run.flow)
+        run.finished = True
+        self._refuse_streamed(run.flow, run.workflow, "response")
+        self._scrub(run)
+        self._attach(run)
 
     def _refuse_streamed(self, flow: http.HTTPFlow, wf: Workflow, which: str) -> None:
         logger.error(
@@ -206,11 +212,18 @@ class Engine:
         run = self.runs.get(flow.id)
         if run is None or run.finished:
             return None
-        keep_upstream_response(flow, unchanged=_leaves_response_alone(run))
-        if not run.plan.needs_response_phase:
-            self._finish(run)
+        response = flow.response
+        if response is not None and response.stream and _acts_on_response(run):
+            # streamed once the body grew past stream_large_bodies (no
+            # declared size): it went to the client already, too late to act
+            self._refuse_streamed_response(run)
             return None
-        return self._phase(run, Phase.RESPONSE, self._finish)
+        keep_upstream_response(flow, unchanged=_leaves_response_alone(run))
+        then = self._finish_switched if response is not None and response.status_code == 101 else self._finish
+        if not run.plan.needs_response_phase:
+            then(run)
+            return None
+        return self._phase(run, Phase.RESPONSE, then)
 
     def _phase(self, run: FlowRun, phase: Phase, then: Callable[[FlowRun], None]) -> Coroutine[Any, Any, None] | None:
         """Run `phase`, then `then(run)`; a failure answers the flow instead."""
@@ -311,6 +324,23 @@ class Engine:
             return
         self._done(run)
         self._scrub_response(run)
+
+    def _finish_switched(self, run: FlowRun) -> None:
+        """`_finish` for an upstream that switched protocols (101, a
+        WebSocket): its connection speaks the new protocol from now on, so
+        the client can only get that 101. Another answer (a late exit, a
+        status) made mitmproxy fail on the upstream's next bytes and leave
+        the client hanging; the flow is killed instead, and the log says why."""
+        self._finish(run)
+        response = run.flow.response
+        if response is not None and response.status_code != 101 and run.flow.killable:
+            logger.error(
+                "Datakit: workflow %s answers %d to a request the upstream switched to another protocol (101); "
+                "the flow is killed [%s %s, request_id %s]",
+                run.workflow.name, response.status_code, run.flow.request.method, safe_url(run.flow.request.pretty_url),
+                run.request_id,
+            )
+            run.flow.kill()
 
     def _fail(self, run: FlowRun, failure: WorkflowFailed) -> None:
         # the message may quote values derived from a secret; so may the

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from mitmdatakit.config import load_text
+from mitmdatakit.mock_server import Reply
 from mitmdatakit.parsing import MAX_NESTING
 from tests.harness import Mitmdump
 
@@ -245,3 +246,56 @@ def test_skipped_entries_are_logged_once_per_change(tmp_path, start_mitmdump):
     assert count(mitm, "skipped 50-new.json") == 1
     assert count(mitm, "skipped 30-pipe.yaml") == 2  # logged again with that one change, not at every poll
     assert Stream(mitm, count=3).run().statuses == {200}
+
+
+def redis_clients(redis_server) -> int:
+    """Connections open to the redis-server, not counting the one asking."""
+    return redis_server.command("CLIENT", "LIST").count(b"id=") - 1
+
+
+def test_a_reload_keeps_the_resources_of_runs_in_flight(tmp_path, start_mitmdump, make_mock_server, redis_server):
+    """Runs in flight keep the workflow they started with; its redis cache
+    is closed once the last of them is done, not under them (which made
+    the closed cache connect again and its connections leak for good)."""
+    api = make_mock_server()
+    api.route("GET", "/slow", Reply(json={"v": 1}, delay=3.5))
+
+    def cached(version: str) -> str:
+        return yaml.safe_dump({
+            "match": {"hosts": ["cache.test"]},
+            "resources": {"cache": {"strategy": "redis", "redis": {"host": "127.0.0.1", "port": redis_server.port}}},
+            "nodes": [
+                {"name": "API", "type": "call", "url": f"{api.url}/slow"},
+                {"name": "KEY", "type": "jq", "input": "request.query", "jq": '"reload-" + .i'},
+                {"name": "CACHE", "type": "cache", "inputs": {"key": "KEY", "data": "API"}},
+                {"name": "VERSION", "type": "static", "values": {"x-version": version}},
+                {"name": "EXIT", "type": "exit", "status": 200, "inputs": {"body": "CACHE", "headers": "VERSION"}},
+            ],
+        })
+
+    directory = tmp_path / "wf"
+    directory.mkdir()
+    (directory / "10-cached.yaml").write_text(cached("old"))
+    mitm = start_mitmdump(directory, quiet=True)
+    flows = 20
+    answers: list[tuple[int, str | None]] = []
+
+    def one(i: int) -> None:
+        with httpx.Client(proxy=mitm.proxy_url, trust_env=False, timeout=30) as c:
+            r = c.get(f"http://cache.test/?i={i}")
+            answers.append((r.status_code, r.headers.get("x-version")))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(flows)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    offset = mitm.log_offset()
+    (directory / "10-cached.yaml").write_text(cached("new"))
+    mitm.wait_for_log(r"Datakit: loaded 1 workflow", timeout=10, since=offset)
+    for t in threads:
+        t.join(30)
+    assert answers == [(200, "old")] * flows  # stored by the workflow they started with
+    deadline = time.monotonic() + 5
+    while redis_clients(redis_server) > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert redis_clients(redis_server) == 0  # the unloaded workflow's cache closed its connections
