@@ -178,7 +178,11 @@ def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 workflows, flows, runner, source=args.flowfile, ignore_headers=args.ignore_header, debug=args.debug,
             )
 
-    report = asyncio.run(go())
+    try:
+        report = asyncio.run(go())
+    except ReplayError as e:
+        err.write(f"datakit replay: {e}\n")
+        return EXIT_USAGE
     out.write(f"replaying {len(flows)} flow(s) from {args.flowfile} through {source}\n")
     out.write(report.text())
     return EXIT_OK if report.ok else EXIT_FAILED

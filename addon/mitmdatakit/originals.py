@@ -47,23 +47,60 @@ def _state(flow: http.HTTPFlow, key: str) -> dict[str, Any] | None:
     return dict(state) if isinstance(state, dict) else None
 
 
+# what mitmproxy's message states hold; its from_state checks none of it,
+# and a flow file is anyone's to write
+_OPTIONAL_NUMBER = (int, float, type(None))
+_MESSAGE_FIELDS: dict[str, Any] = {
+    "http_version": bytes, "content": (bytes, type(None)), "timestamp_start": _OPTIONAL_NUMBER, "timestamp_end": _OPTIONAL_NUMBER,
+}
+_REQUEST_FIELDS = {**_MESSAGE_FIELDS, "host": str, "port": int, "method": bytes, "scheme": bytes, "authority": bytes, "path": bytes}
+_RESPONSE_FIELDS = {**_MESSAGE_FIELDS, "status_code": int, "reason": bytes}
+
+
+def _headers_ok(fields: Any) -> bool:
+    return isinstance(fields, (list, tuple)) and all(
+        isinstance(f, (list, tuple)) and len(f) == 2 and all(isinstance(b, bytes) for b in f) for f in fields
+    )
+
+
+def _checked[M: http.Message](cls: type[M], state: dict[str, Any], what: str) -> M:
+    """`cls.from_state(state)`, after checking the state has mitmproxy's
+    fields and types; ValueError naming the first bad field otherwise."""
+    expected = _REQUEST_FIELDS if cls is http.Request else _RESPONSE_FIELDS
+    for name, types in expected.items():
+        if name not in state:
+            raise ValueError(f"the {what} has no {name!r}")
+        if not isinstance(state[name], types) or isinstance(state[name], bool):
+            raise ValueError(f"the {what}'s {name!r} is a {type(state[name]).__name__}")
+    if not _headers_ok(state.get("headers")) or not (state.get("trailers") is None or _headers_ok(state["trailers"])):
+        raise ValueError(f"the {what}'s headers are not a list of [name, value] byte pairs")
+    if cls is http.Request and not 0 <= state["port"] <= 65535 or cls is http.Response and not 100 <= state["status_code"] <= 999:
+        raise ValueError(f"the {what}'s {'port' if cls is http.Request else 'status_code'!r} is out of range")
+    extra = set(state) - set(expected) - {"headers", "trailers"}
+    if extra:
+        raise ValueError(f"the {what} has an unknown field {sorted(extra)[0]!r}")
+    return cls.from_state(state)
+
+
 def kept(flow: http.HTTPFlow) -> bool:
     """Whether a workflow ran on the recorded flow (and kept its inputs)."""
     return isinstance(flow.metadata.get(METADATA_KEY), dict)
 
 
 def client_request(flow: http.HTTPFlow) -> http.Request:
-    """The request as the client sent it."""
+    """The request as the client sent it. ValueError when the flow (loaded
+    from a file) holds no valid request."""
     state = _state(flow, "request")
-    return http.Request.from_state(state) if state is not None else flow.request.copy()
+    if state is not None:
+        return _checked(http.Request, state, "kept client request")
+    return _checked(http.Request, flow.request.get_state(), "request")
 
 
 def upstream_response(flow: http.HTTPFlow) -> http.Response | None:
     """The upstream's response before the workflow's response phase; None
-    when the upstream was never asked (an exit or a failure answered)."""
-    if not kept(flow):
-        return flow.response.copy() if flow.response is not None else None
-    if flow.metadata[METADATA_KEY].get("service_response") == AS_RECORDED:
-        return flow.response.copy() if flow.response is not None else None
+    when the upstream was never asked (an exit or a failure answered).
+    ValueError as for `client_request`."""
+    if not kept(flow) or flow.metadata[METADATA_KEY].get("service_response") == AS_RECORDED:
+        return _checked(http.Response, flow.response.get_state(), "response") if flow.response is not None else None
     state = _state(flow, "service_response")
-    return http.Response.from_state(state) if state is not None else None
+    return _checked(http.Response, state, "kept upstream response") if state is not None else None

@@ -109,17 +109,19 @@ def read_flows(path: str | os.PathLike[str]) -> list[http.HTTPFlow]:
             flows = [item for item in io.FlowReader(f).stream() if isinstance(item, http.HTTPFlow)]
     except (FlowReadException, ValueError, KeyError, TypeError) as e:
         raise ReplayError(f"{p}: not a mitmproxy flow file (mitmdump -w): {e}") from None
+    except (RecursionError, MemoryError):  # mitmproxy's tnetstring reader recurses, and trusts declared lengths
+        raise ReplayError(f"{p}: not a mitmproxy flow file (mitmdump -w): nested too deeply or a length too large") from None
     if not flows:
         raise ReplayError(f"{p}: the flow file holds no HTTP flow")
     return flows
 
 
-def _replay_flow(recorded: http.HTTPFlow) -> http.HTTPFlow:
-    """A live flow with the client's request, as mitmproxy had it before
+def _replay_flow(recorded: http.HTTPFlow, request: http.Request) -> http.HTTPFlow:
+    """A live flow with the client's `request`, as mitmproxy had it before
     any workflow ran; same id, so a request_id in a body stays the same."""
     flow: http.HTTPFlow = recorded.copy()
     flow.id = recorded.id
-    flow.request = originals.client_request(recorded)
+    flow.request = request
     flow.response = None
     flow.error = None
     flow.metadata = {}
@@ -144,11 +146,16 @@ async def replay_flows(
     debug: bool = False,
 ) -> ReplayReport:
     """Replay every flow through `workflows`; compare the client responses.
-    `ignore_headers` adds to the ones always ignored (Date, Content-Length)."""
+    `ignore_headers` adds to the ones always ignored (Date, Content-Length).
+    ReplayError names the first flow whose recorded messages are invalid."""
     ignored = DEFAULT_IGNORED_HEADERS | {h.lower() for h in ignore_headers}
     report = ReplayReport(source, [])
     for number, recorded in enumerate(flows, 1):
-        request = originals.client_request(recorded)
+        try:
+            request = originals.client_request(recorded)
+            upstream = originals.upstream_response(recorded)
+        except ValueError as e:
+            raise ReplayError(f"{source}: flow #{number}: {e}") from None
         entry = FlowReplay(number, request.method, request.pretty_url, SKIPPED, recorded_workflow=_recorded_workflow(recorded))
         report.flows.append(entry)
         if recorded.response is None:
@@ -158,8 +165,8 @@ async def replay_flows(
         if entry.recorded_workflow is not None and not originals.kept(recorded):
             entry.note = "recorded without the client's request (an older recording); record it again"
             continue
-        flow = _replay_flow(recorded)
-        result = await runner.run(workflows, flow, service_response=originals.upstream_response(recorded), debug=debug)
+        flow = _replay_flow(recorded, request)
+        result = await runner.run(workflows, flow, service_response=upstream, debug=debug)
         entry.result, entry.workflow = result, result.workflow
         if result.response is None:
             entry.outcome = CHANGED
