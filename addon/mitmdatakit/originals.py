@@ -74,8 +74,9 @@ def _checked[M: http.Message](cls: type[M], state: dict[str, Any], what: str) ->
             raise ValueError(f"the {what}'s {name!r} is a {type(state[name]).__name__}")
     if not _headers_ok(state.get("headers")) or not (state.get("trailers") is None or _headers_ok(state["trailers"])):
         raise ValueError(f"the {what}'s headers are not a list of [name, value] byte pairs")
-    if cls is http.Request and not 0 <= state["port"] <= 65535 or cls is http.Response and not 100 <= state["status_code"] <= 999:
-        raise ValueError(f"the {what}'s {'port' if cls is http.Request else 'status_code'!r} is out of range")
+    number, low, high = ("port", 0, 65535) if cls is http.Request else ("status_code", 100, 999)
+    if not low <= state[number] <= high:
+        raise ValueError(f"the {what}'s {number!r} is out of range")
     extra = set(state) - set(expected) - {"headers", "trailers"}
     if extra:
         raise ValueError(f"the {what} has an unknown field {sorted(extra)[0]!r}")
