@@ -63,9 +63,9 @@ def _headers_ok(fields: Any) -> bool:
     )
 
 
-def _checked[M: http.Message](cls: type[M], state: dict[str, Any], what: str) -> M:
-    """`cls.from_state(state)`, after checking the state has mitmproxy's
-    fields and types; ValueError naming the first bad field otherwise."""
+def _checked(cls: type[http.Message], state: dict[str, Any], what: str) -> dict[str, Any]:
+    """`state`, once checked to have the fields and types of a `cls`'s
+    state; ValueError naming the first bad field otherwise."""
     expected = _REQUEST_FIELDS if cls is http.Request else _RESPONSE_FIELDS
     for name, types in expected.items():
         if name not in state:
@@ -80,7 +80,7 @@ def _checked[M: http.Message](cls: type[M], state: dict[str, Any], what: str) ->
     extra = set(state) - set(expected) - {"headers", "trailers"}
     if extra:
         raise ValueError(f"the {what} has an unknown field {sorted(extra)[0]!r}")
-    return cls.from_state(state)
+    return state
 
 
 def kept(flow: http.HTTPFlow) -> bool:
@@ -92,9 +92,10 @@ def client_request(flow: http.HTTPFlow) -> http.Request:
     """The request as the client sent it. ValueError when the flow (loaded
     from a file) holds no valid request."""
     state = _state(flow, "request")
-    if state is not None:
-        return _checked(http.Request, state, "kept client request")
-    return _checked(http.Request, flow.request.get_state(), "request")
+    checked = _checked(http.Request, state, "kept client request") if state is not None else (
+        _checked(http.Request, flow.request.get_state(), "request"))
+    request: http.Request = http.Request.from_state(checked)
+    return request
 
 
 def upstream_response(flow: http.HTTPFlow) -> http.Response | None:
@@ -102,6 +103,6 @@ def upstream_response(flow: http.HTTPFlow) -> http.Response | None:
     when the upstream was never asked (an exit or a failure answered).
     ValueError as for `client_request`."""
     if not kept(flow) or flow.metadata[METADATA_KEY].get("service_response") == AS_RECORDED:
-        return _checked(http.Response, flow.response.get_state(), "response") if flow.response is not None else None
+        return http.Response.from_state(_checked(http.Response, flow.response.get_state(), "response")) if flow.response is not None else None
     state = _state(flow, "service_response")
-    return _checked(http.Response, state, "kept upstream response") if state is not None else None
+    return http.Response.from_state(_checked(http.Response, state, "kept upstream response")) if state is not None else None
