@@ -243,3 +243,21 @@ def test_hostile_tnetstrings_are_bad_input(tmp_path, capsys, content):
     # datakit run reads flow files too
     assert main(["run", str(tmp_path / "w"), "--request", str(flowfile)]) == 2
     assert "not a mitmproxy flow file" in capsys.readouterr().err
+
+
+def test_a_flow_file_cannot_repaint_the_terminal(tmp_path, capsys):
+    """The URL, the body diff: what a flow file holds reaches the terminal escaped."""
+    from mitmproxy import io
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow(resp=True)
+    flow.request.path = "/hello\x1b]0;PWNED\x07"  # HELLO answers it
+    flow.response.headers["content-type"] = "text/plain"
+    flow.response.content = b"recorded\x1b[2J\xe2\x80\xae\n"
+    flowfile = tmp_path / "crafted.mitm"
+    with flowfile.open("wb") as f:
+        io.FlowWriter(f).add(flow)
+    code, out, _ = replay(capsys, flowfile, "--workflows", write_workflows(tmp_path / "w"))
+    assert code == 1
+    assert "/hello\\x1b]0;PWNED\\x07" in out and "recorded\\x1b[2J\\u202e" in out, out
+    assert not re.search("[\x1b\x07\u202e]", out), out

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from .config import check_file, load_file, load_path, workflow_files
 from .errors import ConfigError
+from .redaction import printable
 from .render import RENDERERS
 
 EXIT_OK = 0
@@ -59,18 +60,19 @@ def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
     if as_json:
         out.write(json.dumps({"valid": not invalid, "files": results}, indent=2) + "\n")
     else:
+        lines = []
         for r in results:
             if r["valid"]:
                 if r.get("workflow") is None:
-                    out.write(f"ok    {r['file']}: {r['note']}\n")
+                    lines.append(f"ok    {r['file']}: {r['note']}")
                 else:
                     extra = "" if r["enabled"] else ", disabled (enabled: false)"
-                    out.write(f"ok    {r['file']}: workflow {r['workflow']!r}, {r['nodes']} node(s){extra}\n")
+                    lines.append(f"ok    {r['file']}: workflow {r['workflow']!r}, {r['nodes']} node(s){extra}")
             else:
-                for error in r.get("errors") or [r]:
-                    out.write(f"error {error['text']}\n")
+                lines.extend(f"error {error['text']}" for error in r.get("errors") or [r])
         checked = len([r for r in results if r.get("workflow") or not r["valid"]])
-        out.write(f"{checked} file(s) checked, {len(invalid)} invalid\n")
+        lines.append(f"{checked} file(s) checked, {len(invalid)} invalid")
+        out.write(printable("\n".join(lines)) + "\n")  # file names reach the terminal escaped
     return EXIT_FAILED if invalid else EXIT_OK
 
 

@@ -20,6 +20,7 @@ from mitmproxy import http
 
 from .. import originals
 from ..errors import DatakitError
+from ..redaction import printable
 from ..summary import METADATA_KEY as SUMMARY_KEY
 from ..workflow import Workflow
 from .diff import DEFAULT_IGNORED_HEADERS, diff_responses
@@ -64,7 +65,8 @@ class FlowReplay:
         head = f"{self.outcome:<8} #{self.number} {self.method} {self.url} ({ran})"
         if self.note:
             head += f": {self.note}"
-        return "\n".join([head, *(f"           {line}" for line in self.diff)])
+        # a flow file is anyone's to write: its URL and bodies reach the terminal escaped
+        return printable("\n".join([head, *(f"           {line}" for line in self.diff)]))
 
 
 @dataclass
