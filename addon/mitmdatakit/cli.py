@@ -160,7 +160,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .addon import default_config_path
     from .offline import OfflineRunner, closing_workflows
-    from .offline.replay import ReplayError, ReplayReport, read_flows, replay_flows
+    from .offline.replay import ReplayError, ReplayReport, iter_flows, replay_flows
 
     source = args.workflows or default_config_path()
     try:
@@ -168,16 +168,13 @@ def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ConfigError as e:
         err.write(f"error {e}\n")
         return EXIT_USAGE
-    try:
-        flows = read_flows(args.flowfile)
-    except ReplayError as e:
-        err.write(f"datakit replay: {e}\n")
-        return EXIT_USAGE
+    flows = iter_flows(args.flowfile)  # read as replayed: one flow in memory at a time
 
     async def go() -> ReplayReport:
         async with closing_workflows(workflows), OfflineRunner() as runner:
             return await replay_flows(
                 workflows, flows, runner, source=args.flowfile, ignore_headers=args.ignore_header, debug=args.debug,
+                keep_results=False,
             )
 
     try:
@@ -185,7 +182,7 @@ def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ReplayError as e:
         err.write(f"datakit replay: {e}\n")
         return EXIT_USAGE
-    out.write(f"replaying {len(flows)} flow(s) from {args.flowfile} through {source}\n")
+    out.write(f"replaying {len(report.flows)} flow(s) from {args.flowfile} through {source}\n")
     out.write(report.text())
     return EXIT_OK if report.ok else EXIT_FAILED
 
