@@ -421,3 +421,14 @@ def test_validate_names_the_valid_ports(capsys, tmp_path, inputs, expected):
     doc["nodes"][1] = {"name": "J", "type": "jq", "input": "A.a", "jq": "."}
     code, out, _ = cli(capsys, "validate", write(tmp_path / "ports.yaml", doc))
     assert "node 'X' has no input port 'bodyx' (its input ports: body, headers)" in out, out
+
+
+def test_validate_escapes_terminal_control_characters(tmp_path, capsys):
+    """File names (workflow names come from them) cannot repaint the
+    terminal: an OSC retitle, a clear screen, a bidi override."""
+    write(tmp_path / "a\x1b]0;PWNED\x07\x1b[2J\u202e.yaml", {"nodes": [EXIT]})
+    write(tmp_path / "b\x1b[31m.yaml", {"nodes": []})
+    code, out, _ = cli(capsys, "validate", str(tmp_path))
+    assert code == 1
+    assert "a\\x1b]0;PWNED\\x07\\x1b[2J\\u202e.yaml" in out and "b\\x1b[31m.yaml" in out
+    assert not re.search("[\x1b\x07\u202e]", out), out

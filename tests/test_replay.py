@@ -182,3 +182,111 @@ def test_a_response_the_workflow_left_alone_is_replayed_from_the_record(tmp_path
     assert code == 1
     assert "header x-mark: added 'm'" in out
     assert "body" not in out.split("changed", 1)[1]  # the upstream's body, from the record
+
+
+def _crafted_flowfile(path: Path, **metadata) -> Path:
+    """One flow to /hello (answered by HELLO's exit), with `metadata` as a
+    hostile flow file could hold it."""
+    from mitmproxy import io
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow(resp=True)
+    flow.request.path = "/hello"
+    flow.metadata.update(metadata)
+    with path.open("wb") as f:
+        io.FlowWriter(f).add(flow)
+    return path
+
+
+def _request_state() -> dict:
+    from mitmproxy.test import tflow
+
+    return tflow.tflow().request.get_state()
+
+
+@pytest.mark.parametrize(
+    ("originals", "says"),
+    [
+        ({"request": {}}, "flow #1: the kept client request has no"),
+        ({"request": {**_request_state(), "host": 5}}, "flow #1: the kept client request's 'host' is a int"),
+        ({"request": {**_request_state(), "port": 70000}}, "'port' is out of range"),
+        ({"request": {**_request_state(), "headers": [[b"a", 1]]}}, "headers are not a list of [name, value] byte pairs"),
+        ({"request": {**_request_state(), "evil": 1}}, "unknown field 'evil'"),
+        ({"request": _request_state(), "service_response": {"status_code": "x"}}, "the kept upstream response has no"),
+    ],
+)
+def test_a_flow_with_crafted_originals_is_bad_input_naming_the_flow(tmp_path, capsys, originals, says):
+    flowfile = _crafted_flowfile(tmp_path / "crafted.mitm", datakit_originals=originals, datakit={"workflow": "hello", "nodes": []})
+    code, out, err = replay(capsys, flowfile, "--workflows", write_workflows(tmp_path / "w"))
+    assert code == 2, out + err
+    assert f"datakit replay: {flowfile}: {says}" in err if says.startswith("flow") else says in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(None, id="nested 100,000 deep"),
+        pytest.param(b"999999999999:" + b"x" * 10, id="a declared length of 1 TB"),
+    ],
+)
+def test_hostile_tnetstrings_are_bad_input(tmp_path, capsys, content):
+    if content is None:  # lists in lists: mitmproxy's reader recurses once per level
+        content = b"0:]"
+        for _ in range(100_000):
+            content = b"%d:%s]" % (len(content), content)
+    flowfile = tmp_path / "hostile.mitm"
+    flowfile.write_bytes(content)
+    code, out, err = replay(capsys, flowfile, "--workflows", write_workflows(tmp_path / "w"))
+    assert code == 2 and out == ""
+    assert f"datakit replay: {flowfile}: not a mitmproxy flow file" in err
+    # datakit run reads flow files too
+    assert main(["run", str(tmp_path / "w"), "--request", str(flowfile)]) == 2
+    assert "not a mitmproxy flow file" in capsys.readouterr().err
+
+
+def test_a_flow_file_cannot_repaint_the_terminal(tmp_path, capsys):
+    """The URL, the body diff: what a flow file holds reaches the terminal escaped."""
+    from mitmproxy import io
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow(resp=True)
+    flow.request.path = "/hello\x1b]0;PWNED\x07"  # HELLO answers it
+    flow.response.headers["content-type"] = "text/plain"
+    flow.response.content = b"recorded\x1b[2J\xe2\x80\xae\n"
+    flowfile = tmp_path / "crafted.mitm"
+    with flowfile.open("wb") as f:
+        io.FlowWriter(f).add(flow)
+    code, out, _ = replay(capsys, flowfile, "--workflows", write_workflows(tmp_path / "w"))
+    assert code == 1
+    assert "/hello\\x1b]0;PWNED\\x07" in out and "recorded\\x1b[2J\\u202e" in out, out
+    assert not re.search("[\x1b\x07\u202e]", out), out
+
+
+def test_a_long_flow_file_is_replayed_one_flow_at_a_time(tmp_path, capsys):
+    """500 flows of 40 KB (20 MB): the replay holds about one at a time,
+    not the file (100,000 flows once took 917 MB, now 143 MB of RSS)."""
+    import tracemalloc
+
+    from mitmproxy import io
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow(resp=True)
+    flow.request.path = "/plain"
+    flow.response.content = b"x" * 40_000
+    flowfile = tmp_path / "long.mitm"
+    with flowfile.open("wb") as f:
+        writer = io.FlowWriter(f)
+        for _ in range(500):
+            writer.add(flow)
+    workflows = write_workflows(tmp_path / "w")
+    replay(capsys, _crafted_flowfile(tmp_path / "one.mitm"), "--workflows", workflows)  # imports done before measuring
+    tracemalloc.start()
+    try:
+        code, out, err = replay(capsys, flowfile, "--workflows", workflows)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 0, out + err
+    assert "500 flow(s): 500 same, 0 changed, 0 skipped" in out
+    assert peak < 5_000_000, peak  # the flows: 20 MB

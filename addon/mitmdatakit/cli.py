@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from .config import check_file, load_file, load_path, workflow_files
 from .errors import ConfigError
+from .redaction import printable
 from .render import RENDERERS
 
 EXIT_OK = 0
@@ -59,18 +60,19 @@ def validate(paths: Sequence[str], out: TextIO, as_json: bool = False) -> int:
     if as_json:
         out.write(json.dumps({"valid": not invalid, "files": results}, indent=2) + "\n")
     else:
+        lines = []
         for r in results:
             if r["valid"]:
                 if r.get("workflow") is None:
-                    out.write(f"ok    {r['file']}: {r['note']}\n")
+                    lines.append(f"ok    {r['file']}: {r['note']}")
                 else:
                     extra = "" if r["enabled"] else ", disabled (enabled: false)"
-                    out.write(f"ok    {r['file']}: workflow {r['workflow']!r}, {r['nodes']} node(s){extra}\n")
+                    lines.append(f"ok    {r['file']}: workflow {r['workflow']!r}, {r['nodes']} node(s){extra}")
             else:
-                for error in r.get("errors") or [r]:
-                    out.write(f"error {error['text']}\n")
+                lines.extend(f"error {error['text']}" for error in r.get("errors") or [r])
         checked = len([r for r in results if r.get("workflow") or not r["valid"]])
-        out.write(f"{checked} file(s) checked, {len(invalid)} invalid\n")
+        lines.append(f"{checked} file(s) checked, {len(invalid)} invalid")
+        out.write(printable("\n".join(lines)) + "\n")  # file names reach the terminal escaped
     return EXIT_FAILED if invalid else EXIT_OK
 
 
@@ -158,7 +160,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .addon import default_config_path
     from .offline import OfflineRunner, closing_workflows
-    from .offline.replay import ReplayError, ReplayReport, read_flows, replay_flows
+    from .offline.replay import ReplayError, ReplayReport, iter_flows, replay_flows
 
     source = args.workflows or default_config_path()
     try:
@@ -166,20 +168,21 @@ def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ConfigError as e:
         err.write(f"error {e}\n")
         return EXIT_USAGE
-    try:
-        flows = read_flows(args.flowfile)
-    except ReplayError as e:
-        err.write(f"datakit replay: {e}\n")
-        return EXIT_USAGE
+    flows = iter_flows(args.flowfile)  # read as replayed: one flow in memory at a time
 
     async def go() -> ReplayReport:
         async with closing_workflows(workflows), OfflineRunner() as runner:
             return await replay_flows(
                 workflows, flows, runner, source=args.flowfile, ignore_headers=args.ignore_header, debug=args.debug,
+                keep_results=False,
             )
 
-    report = asyncio.run(go())
-    out.write(f"replaying {len(flows)} flow(s) from {args.flowfile} through {source}\n")
+    try:
+        report = asyncio.run(go())
+    except ReplayError as e:
+        err.write(f"datakit replay: {e}\n")
+        return EXIT_USAGE
+    out.write(f"replaying {len(report.flows)} flow(s) from {args.flowfile} through {source}\n")
     out.write(report.text())
     return EXIT_OK if report.ok else EXIT_FAILED
 

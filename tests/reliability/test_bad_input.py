@@ -67,6 +67,9 @@ def workflows(mock: MockServer, closed_port: int) -> dict[str, dict]:
                                                                "jq": ".body | fromjson | .headers", "output": "response.headers"}),
         "inject-exit": at("/inject/exit", {"name": "J", "type": "jq", "input": "request.body", "jq": ".headers"},
                           {"name": "EXIT", "type": "exit", "inputs": {"headers": "J"}}),
+        # a jq error message quoting the client, for the log
+        "log-inject": at("/log/inject", {"name": "J", "type": "jq", "input": "request.query", "jq": 'error("bad: " + .v)'},
+                         {"name": "EXIT", "type": "exit", "inputs": {"body": "J"}}),
         # secrets: a jq error message and a failing call that carry the secret
         "secret": at("/secret/plain", {"name": "J", "type": "jq", "inputs": {"t": "vault.token", "b": "request.body"},
                                  "jq": 'if .b.fail then error("rejected token " + .t) else {ok: true} end'},
@@ -328,6 +331,24 @@ def test_deeply_nested_json_from_the_upstream(client, mock):
     r = client.get(f"{mock.url}/deep/resp")
     assert_clean_500(r)
     assert_serving(client, mock)
+
+
+# -- the operator's terminal ------------------------------------------------
+
+
+def test_a_client_cannot_write_terminal_control_sequences_into_the_log(env, client, mock):
+    """The failure log line quotes the jq error, which quotes the client:
+    an OSC retitle, a clear screen, a CSI as one C1 byte and a bidi
+    override arrive escaped."""
+    mitm, _ = env
+    start = mitm.log_offset()
+    r = client.get(f"{mock.url}/log/inject", params={"v": "\x1b]0;PWNED\x07\x1b[2J\x9b31m\u202eevil"})
+    assert_clean_500(r)
+    time.sleep(0.3)  # let the log line land
+    log = mitm.log_text()[start:]
+    assert "Datakit: workflow" in log and "bad: \\x1b]0;PWNED\\x07\\x1b[2J\\x9b31m\\u202eevil" in log, log
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in log, raw
 
 
 # -- secrets -----------------------------------------------------------------

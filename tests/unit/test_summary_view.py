@@ -186,3 +186,45 @@ async def test_graph_and_summary_commands(dk):
     dk.load(PASSING, name="other.yaml")
     with pytest.raises(exceptions.CommandError, match="no longer loaded"):
         dk.tctx.master.commands.call("datakit.graph", flow)
+
+
+def _loaded_with(metadata) -> object:
+    """A flow with `metadata["datakit"]` as a crafted flow file holds it."""
+    flow = make_flow()
+    flow.response = upstream_response()
+    flow.metadata["datakit"] = metadata
+    buf = io.BytesIO()
+    mio.FlowWriter(buf).add(flow)
+    buf.seek(0)
+    (loaded,) = list(mio.FlowReader(buf).stream())
+    return loaded
+
+
+CRAFTED = {
+    "NaN and infinite clocks": {"duration": float("nan"), "nodes": [{"name": "A", "start": float("inf"), "end": float("nan")}]},
+    "clocks that overflow the bar": {"duration": 5e-324, "nodes": [{"name": "A", "start": -1e308, "end": 1e308}]},
+    "strings and lists for clocks": {"duration": "x", "nodes": [{"name": "A", "start": "1", "end": [2]}]},
+    "nodes that are not mappings": {"nodes": ["A", 1, None]},
+    "a failure that is a string": {"nodes": [], "failure": "boom"},
+    "trace events of any type": {"nodes": [{"name": ["A"]}], "trace": {"events": [1, {"action": "run", "name": ["A"], "values": [1, {"key": "k"}]}]}},
+}
+
+
+@pytest.mark.parametrize("record", CRAFTED.values(), ids=CRAFTED.keys())
+async def test_crafted_summaries_render_and_never_raise(dk, record):
+    loaded = _loaded_with({"workflow": "wf", **record})
+    text = dk.tctx.master.commands.call("datakit.summary", loaded)
+    assert text.startswith("workflow    wf\n") and "timeline:" in text
+    assert view_text(loaded).text.startswith("workflow    wf")
+
+
+async def test_huge_summaries_are_cut_and_escaped(dk):
+    """10,000 nodes, 1 MB errors and control characters in the names, from
+    a flow file: errors are cut, the console gets no escape sequence."""
+    nodes = [{"name": f"N{i}\x1b[2J", "type": "jq", "start": i * 1e-5, "end": i * 1e-5} for i in range(10_000)]
+    nodes[0]["error"] = "E" * 1_000_000
+    loaded = _loaded_with({"workflow": "wf\x1b]0;PWNED\x07", "nodes": nodes, "failure": {"node": "N0", "error": "F" * 1_000_000}})
+    text = dk.tctx.master.commands.call("datakit.summary", loaded)
+    assert len(text) < 1_000_000  # each error cut to 2,000 characters
+    assert "E" * 2000 + "... (1000000 characters)" in text and "F" * 2000 + "... (1000000 characters)" in text
+    assert "workflow    wf\\x1b]0;PWNED\\x07" in text and "N9999\\x1b[2J" in text and "\x1b" not in text

@@ -54,6 +54,8 @@ def _first_http_flow(path: Path) -> http.HTTPFlow:
         raise RequestError(f"{path}: not a request description (JSON/YAML) nor a mitmproxy flow file: {e}") from None
     except (ValueError, KeyError, TypeError) as e:
         raise RequestError(f"{path}: not a request description (JSON/YAML) nor a mitmproxy flow file: {e}") from None
+    except (RecursionError, MemoryError):  # mitmproxy's tnetstring reader recurses, and trusts declared lengths
+        raise RequestError(f"{path}: not a mitmproxy flow file: nested too deeply or a length too large") from None
     raise RequestError(f"{path}: the flow file holds no HTTP flow")
 
 

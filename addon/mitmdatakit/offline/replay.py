@@ -12,7 +12,7 @@ produces is compared with the recorded one (diff.py).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +20,14 @@ from mitmproxy import http
 
 from .. import originals
 from ..errors import DatakitError
+from ..redaction import printable
 from ..summary import METADATA_KEY as SUMMARY_KEY
 from ..workflow import Workflow
 from .diff import DEFAULT_IGNORED_HEADERS, diff_responses
 from .results import RunResult
 from .runner import OfflineRunner
 
-__all__ = ["FlowReplay", "ReplayError", "ReplayReport", "read_flows", "replay_flows"]
+__all__ = ["FlowReplay", "ReplayError", "ReplayReport", "iter_flows", "read_flows", "replay_flows"]
 
 SAME, CHANGED, SKIPPED = "same", "changed", "skipped"
 
@@ -64,7 +65,8 @@ class FlowReplay:
         head = f"{self.outcome:<8} #{self.number} {self.method} {self.url} ({ran})"
         if self.note:
             head += f": {self.note}"
-        return "\n".join([head, *(f"           {line}" for line in self.diff)])
+        # a flow file is anyone's to write: its URL and bodies reach the terminal escaped
+        return printable("\n".join([head, *(f"           {line}" for line in self.diff)]))
 
 
 @dataclass
@@ -96,30 +98,42 @@ class ReplayReport:
             raise AssertionError(f"replaying {self.source}: {len(self.changed)} flow(s) changed\n{shown}\n{self.counts()}")
 
 
-def read_flows(path: str | os.PathLike[str]) -> list[http.HTTPFlow]:
-    """The HTTP flows of a mitmproxy flow file, in order."""
+def iter_flows(path: str | os.PathLike[str]) -> Iterator[http.HTTPFlow]:
+    """The HTTP flows of a mitmproxy flow file, in order, read one at a
+    time (a file of 100,000 flows is not held in memory). ReplayError as
+    soon as the file turns out unreadable, or at its end without a flow."""
     from mitmproxy import io
     from mitmproxy.exceptions import FlowReadException
 
     p = Path(path)
     if not p.is_file():
         raise ReplayError(f"{p}: no such file")
+    found = False
     try:
         with p.open("rb") as f:
-            flows = [item for item in io.FlowReader(f).stream() if isinstance(item, http.HTTPFlow)]
+            for item in io.FlowReader(f).stream():
+                if isinstance(item, http.HTTPFlow):
+                    found = True
+                    yield item
     except (FlowReadException, ValueError, KeyError, TypeError) as e:
         raise ReplayError(f"{p}: not a mitmproxy flow file (mitmdump -w): {e}") from None
-    if not flows:
+    except (RecursionError, MemoryError):  # mitmproxy's tnetstring reader recurses, and trusts declared lengths
+        raise ReplayError(f"{p}: not a mitmproxy flow file (mitmdump -w): nested too deeply or a length too large") from None
+    if not found:
         raise ReplayError(f"{p}: the flow file holds no HTTP flow")
-    return flows
 
 
-def _replay_flow(recorded: http.HTTPFlow) -> http.HTTPFlow:
-    """A live flow with the client's request, as mitmproxy had it before
+def read_flows(path: str | os.PathLike[str]) -> list[http.HTTPFlow]:
+    """The HTTP flows of a mitmproxy flow file, in order."""
+    return list(iter_flows(path))
+
+
+def _replay_flow(recorded: http.HTTPFlow, request: http.Request) -> http.HTTPFlow:
+    """A live flow with the client's `request`, as mitmproxy had it before
     any workflow ran; same id, so a request_id in a body stays the same."""
     flow: http.HTTPFlow = recorded.copy()
     flow.id = recorded.id
-    flow.request = originals.client_request(recorded)
+    flow.request = request
     flow.response = None
     flow.error = None
     flow.metadata = {}
@@ -142,13 +156,21 @@ async def replay_flows(
     source: str = "<flows>",
     ignore_headers: Iterable[str] = (),
     debug: bool = False,
+    keep_results: bool = True,
 ) -> ReplayReport:
     """Replay every flow through `workflows`; compare the client responses.
-    `ignore_headers` adds to the ones always ignored (Date, Content-Length)."""
+    `ignore_headers` adds to the ones always ignored (Date, Content-Length).
+    `keep_results`: keep each replay's RunResult (`FlowReplay.result`);
+    without, a long file's replay holds one flow at a time.
+    ReplayError names the first flow whose recorded messages are invalid."""
     ignored = DEFAULT_IGNORED_HEADERS | {h.lower() for h in ignore_headers}
     report = ReplayReport(source, [])
     for number, recorded in enumerate(flows, 1):
-        request = originals.client_request(recorded)
+        try:
+            request = originals.client_request(recorded)
+            upstream = originals.upstream_response(recorded)
+        except ValueError as e:
+            raise ReplayError(f"{source}: flow #{number}: {e}") from None
         entry = FlowReplay(number, request.method, request.pretty_url, SKIPPED, recorded_workflow=_recorded_workflow(recorded))
         report.flows.append(entry)
         if recorded.response is None:
@@ -158,9 +180,9 @@ async def replay_flows(
         if entry.recorded_workflow is not None and not originals.kept(recorded):
             entry.note = "recorded without the client's request (an older recording); record it again"
             continue
-        flow = _replay_flow(recorded)
-        result = await runner.run(workflows, flow, service_response=originals.upstream_response(recorded), debug=debug)
-        entry.result, entry.workflow = result, result.workflow
+        flow = _replay_flow(recorded, request)
+        result = await runner.run(workflows, flow, service_response=upstream, debug=debug)
+        entry.result, entry.workflow = result if keep_results else None, result.workflow
         if result.response is None:
             entry.outcome = CHANGED
             entry.diff = [
