@@ -40,7 +40,7 @@ from ..errors import CacheBackendError, NodeError
 from ..ports import Ports, PortType
 from .base import Node, NodeSpec, WorkflowInfo, register
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mitmdatakit")  # the package logger: its secret and control-character filters apply
 
 DEFAULT_TTL = 300
 """Seconds an entry lives when neither the `ttl` input nor attribute is set."""

@@ -20,7 +20,7 @@ from .redis import RedisOptions
 
 __all__ = ["REDIS_FIELDS", "CacheConfig"]
 
-log = logging.getLogger(__name__.rsplit(".", 1)[0])
+log = logging.getLogger("mitmdatakit")  # the package logger: its secret and control-character filters apply
 
 TOP_FIELDS = ("strategy", "memory", "redis")
 MEMORY_FIELDS = ("dictionary_name",)

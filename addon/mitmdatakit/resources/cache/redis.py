@@ -13,7 +13,7 @@ from .entries import CacheBackendError, CacheValueError, decode_entry, encode_en
 
 __all__ = ["REDIS_KEY_PREFIX", "RedisBackend", "RedisOptions"]
 
-log = logging.getLogger(__name__.rsplit(".", 1)[0])  # the logger of the cache package, as before
+log = logging.getLogger("mitmdatakit")  # the package logger: its secret and control-character filters apply
 
 REDIS_KEY_PREFIX = "datakit:cache:"
 
