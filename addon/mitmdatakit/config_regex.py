@@ -13,6 +13,7 @@ pattern gave up. (A real pattern tests a path in microseconds.)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import regex
 
@@ -36,15 +37,14 @@ class ConfigRegex:
 
     def match(self, text: str) -> regex.Match[str] | None:
         """A match at the start of `text`, as `re.Pattern.match`."""
-        try:
-            return self._rx.match(text, timeout=MATCH_TIMEOUT)
-        except TimeoutError:
-            self._gave_up(text)
-            return None
+        return self._within_time(self._rx.match, text)
 
     def search(self, text: str) -> regex.Match[str] | None:
+        return self._within_time(self._rx.search, text)
+
+    def _within_time(self, test: Callable[..., regex.Match[str] | None], text: str) -> regex.Match[str] | None:
         try:
-            return self._rx.search(text, timeout=MATCH_TIMEOUT)
+            return test(text, timeout=MATCH_TIMEOUT)
         except TimeoutError:
             self._gave_up(text)
             return None
