@@ -39,6 +39,7 @@ SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_SIZE = 64 * 1024 * 1024
 """Largest workflow file read: a data dump that ended up in the config
 directory as `*.json` is refused, not read whole into memory."""
+READ_CHUNK = 1 << 20
 CONNECTION_KEYS = ("input", "inputs", "output", "outputs")
 
 
@@ -174,10 +175,14 @@ def _read_regular_file(p: Path) -> str:
     with open(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise OSError(f"{str(p)!r} is not a regular file")
-        data = f.read(MAX_FILE_SIZE + 1)  # the size may have changed since fstat
-        if len(data) > MAX_FILE_SIZE:
-            raise OSError(f"{str(p)!r} is larger than {MAX_FILE_SIZE} bytes (MAX_FILE_SIZE), not a workflow file")
-        return data.decode("utf-8")
+        # in chunks: `read(MAX_FILE_SIZE + 1)` allocates that much for any file
+        chunks, total = [], 0
+        while chunk := f.read(READ_CHUNK):
+            total += len(chunk)
+            if total > MAX_FILE_SIZE:
+                raise OSError(f"{str(p)!r} is larger than {MAX_FILE_SIZE} bytes (MAX_FILE_SIZE), not a workflow file")
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8")
 
 
 def load_text(text: str, source: str = "<memory>", default_name: str = "workflow", is_json: bool = False) -> Workflow:
