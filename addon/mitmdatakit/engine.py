@@ -146,11 +146,8 @@ class Engine:
                 self._refuse_streamed_response(run)
 
     def _refuse_streamed_response(self, run: FlowRun) -> None:
-        self._untrack(run.flow)
-        run.finished = True
         self._refuse_streamed(run.flow, run.workflow, "response")
-        self._scrub(run)
-        self._attach(run)
+        self._end(run)  # the flow is killed: no answer to write
 
     def _refuse_streamed(self, flow: http.HTTPFlow, wf: Workflow, which: str) -> None:
         logger.error(
@@ -362,10 +359,9 @@ class Engine:
         self._fail(run, WorkflowFailed(None, "datakit", "internal", f"internal error: {type(error).__name__}: {error}"))
 
     def _done(self, run: FlowRun) -> None:
-        run.finished = True
-        self._untrack(run.flow)
-        self._scrub(run)
-        self._attach(run)
+        """The run is over and the flow answered: bookkeeping, then the
+        trace report for the client and the body rules of the answer."""
+        self._end(run)
         if run.trace is not None and run.trace_to_client and run.flow.response is not None:
             report = run.report()
             response = run.flow.response
@@ -373,6 +369,13 @@ class Engine:
             response.headers["content-type"] = "application/json"
             response.content = json.dumps(report).encode()
         drop_forbidden_body(run.flow)
+
+    def _end(self, run: FlowRun) -> None:
+        """Every run ends here: untracked, its records scrubbed, its summary kept."""
+        run.finished = True
+        self._untrack(run.flow)
+        self._scrub(run)
+        self._attach(run)
 
     def _scrub(self, run: FlowRun) -> None:
         """The request is sent (or never will be: answered here), and

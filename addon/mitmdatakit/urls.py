@@ -8,7 +8,7 @@ import re
 from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit
 
-__all__ = ["default_port", "http_url", "wire_url"]
+__all__ = ["default_port", "escape_uri", "http_url", "wire_url"]
 
 # What a URI cannot hold as it is (RFC 3986): space and other controls,
 # non-ASCII, and `"<>\^`{|}`. Sent raw, a space splits the request line
@@ -56,4 +56,11 @@ def wire_url(url: str) -> str:
     head, rest = url[:split], url[split:]
     if _NOT_AUTHORITY.search(head):
         raise ValueError(f"invalid character in the URL's host part: {head!r}")
-    return head + quote(rest, safe=_URI_KEEP, errors="surrogateescape")
+    return head + escape_uri(rest)
+
+
+def escape_uri(text: str) -> str:
+    """`text` (a path, maybe with query and fragment) with what a URI cannot
+    hold percent-encoded as UTF-8; reserved characters and escapes (`%`)
+    stay as written. Kong's `kong.tools.uri.escape` keeps the same."""
+    return quote(text, safe=_URI_KEEP, errors="surrogateescape")

@@ -8,15 +8,10 @@ behavior": strip_path, preserve_host, path_handling and its v0/v1 table).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
 
+from ..urls import escape_uri
 from .entities import DEFAULT_PORTS, Route, Service
 from .router import RouteMatch
-
-# what Kong's `kong.tools.uri.escape` keeps when it sends the normalized
-# path upstream: reserved characters, escapes (`%`) and unreserved ones
-# (`quote` always keeps letters, digits and `_.-~`)
-_KEPT_IN_UPSTREAM_PATH = "!#$&'()*+,/:;=?@[]%"
 
 
 @dataclass(frozen=True)
@@ -62,8 +57,7 @@ def upstream_for(match: RouteMatch, query: str) -> Upstream | None:
     # the normalized path has its escapes decoded (`%20`, `%0D%0A`, UTF-8):
     # escaped again, as Kong does, or a space or CRLF would split the
     # request line sent upstream
-    path = quote(upstream_path(route, service, match.path, match.postfix).encode("utf-8", "surrogateescape"),
-                 safe=_KEPT_IN_UPSTREAM_PATH)
+    path = escape_uri(upstream_path(route, service, match.path, match.postfix))
     if query:
         path = f"{path}?{query}"
     host_header = None
