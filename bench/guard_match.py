@@ -59,4 +59,25 @@ def run(settings: Settings, wd: Any = None) -> Result:
                 "" if label == "plain" else "matches nothing: the bypass")
         res.row(f"{label} path: normalize_path alone", f"{alone * 1e6:.2f} µs")
         res.raw[label] = {"normalized_s": normalized, "raw_s": raw, "normalize_path_s": alone}
+    _regex_rows(res, number)
     return res
+
+
+def _regex_rows(res: Result, number: int) -> None:
+    """What the time limit on `~` patterns costs (config_regex: the `regex`
+    module with a timeout, against Python's `re` without one), and how long
+    a backtracking pattern holds the loop before it gives up."""
+    import re
+    import time
+
+    from mitmdatakit.config_regex import ConfigRegex
+
+    pattern, path = "/re42/[0-9]+$", "/re42/12345"
+    timed, plain = ConfigRegex(pattern), re.compile(pattern)
+    res.row("`~` path test, regex module with its time limit", f"{per_call(lambda: timed.match(path), number * 10) * 1e6:.2f} µs")
+    res.row("`~` path test, Python's re (before: no limit)", f"{per_call(lambda: plain.match(path), number * 10) * 1e6:.2f} µs")
+    evil = ConfigRegex("/api/(a|aa)+$")
+    t0 = time.perf_counter()
+    evil.match("/api/" + "a" * 40 + "!")
+    res.row("backtracking `~/api/(a|aa)+$` on 40 a's and `!`: gives up after", f"{(time.perf_counter() - t0) * 1000:.0f} ms",
+            "re: 12 s, doubling per character")

@@ -13,6 +13,9 @@ from __future__ import annotations
 import threading
 import time
 
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
 from tests.reliability._support import write_workflows
 
 EVIL = "~/api/(a|aa)+$"
@@ -103,3 +106,27 @@ def test_match_timeout_is_short_next_to_a_real_match():
     for _ in range(1000):
         assert rx.match("/orders/12345") is not None
     assert (time.perf_counter() - t0) / 1000 < MATCH_TIMEOUT / 100
+
+
+@settings(max_examples=500, deadline=None)
+@example(pattern="/a|/b", texts=["/b"])
+@example(pattern="/x[|]y|(/z)", texts=["/z"])
+@given(pattern=st.text(alphabet="/ab|()?*+.[]^$\\{}2,-<>:i#", max_size=12), texts=st.lists(st.text(alphabet="/abAB|()?*.[]\\{}2", max_size=8), max_size=5))
+def test_the_literal_prefix_never_refuses_a_match(pattern, texts):
+    """`match` refuses a text without the pattern's literal start before the
+    timed test: the answer must be the regex module's own, for any pattern."""
+    import regex
+
+    from mitmdatakit.config_regex import ConfigRegex
+
+    try:
+        rx = ConfigRegex(pattern)
+    except regex.error:
+        return
+    plain = regex.compile(pattern, regex.VERSION0)
+    # texts a pattern's alternatives would match: its parts without their metacharacters
+    parts = ["".join(c for c in part if c.isalnum() or c == "/") for part in pattern.split("|")]
+    for text in [*texts, *parts, rx._prefix, rx._prefix + "x"]:
+        got, want = rx.match(text), plain.match(text)
+        assert (got is None) == (want is None), (pattern, text, rx._prefix)
+        assert got is None or got.span() == want.span()
