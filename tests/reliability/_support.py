@@ -140,3 +140,11 @@ def tally(results: Sequence[Result]) -> Counter[tuple[str, int | str]]:
 
 def status_class(status: int | None) -> str:
     return "lost" if status is None else f"{status // 100}xx"
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")

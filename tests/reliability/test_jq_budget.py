@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.harness import Mitmdump, MockServer, Reply
-from tests.reliability._support import SCRIPTS, Spec, send_all, write_workflows
+from tests.reliability._support import SCRIPTS, Spec, rss_mb, send_all, write_workflows
 
 RUNAWAY = "def f: f; f"
 DEEP_RESULT = "reduce range(1000000) as $i (0; [.])"  # a value nested 1,000,000 deep
@@ -177,13 +177,6 @@ def test_a_long_program_fails_at_the_budget(env, client):
 def test_jq_errors_are_still_node_errors(env, client):
     _, mock = env
     assert_node_error(client.get(f"{mock.url}/error"), "jq error: boom")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_a_program_that_doubles_its_value_forty_times_does_not_freeze_the_proxy(env, client):

@@ -23,10 +23,11 @@ import httpx
 import pytest
 import yaml
 
-from mitmdatakit.config import load_text
+from mitmdatakit.config import MAX_FILE_SIZE, load_text
 from mitmdatakit.mock_server import Reply
 from mitmdatakit.parsing import MAX_NESTING
 from tests.harness import Mitmdump
+from tests.reliability._support import rss_mb
 
 POLL = 1.0  # the addon's default poll interval
 STALL_LIMIT = 0.100  # seconds a reload may add to other flows' latency
@@ -226,7 +227,7 @@ def test_a_half_written_file_never_takes_effect(tmp_path, start_mitmdump):
         assert c.get("http://guard.test/").status_code == 401
 
 
-def test_skipped_entries_are_logged_once_per_change(tmp_path, start_mitmdump):
+def test_entries_that_are_not_workflows_are_skipped_or_refused(tmp_path, start_mitmdump):
     directory = tmp_path / "wf"
     directory.mkdir()
     (directory / "20-gone.yaml").symlink_to(tmp_path / "nowhere.yaml")
@@ -246,6 +247,15 @@ def test_skipped_entries_are_logged_once_per_change(tmp_path, start_mitmdump):
     assert count(mitm, "skipped 50-new.json") == 1
     assert count(mitm, "skipped 30-pipe.yaml") == 2  # logged again with that one change, not at every poll
     assert Stream(mitm, count=3).run().statuses == {200}
+
+    # a data dump named *.json (over MAX_FILE_SIZE, 64 MiB) is refused after
+    # reading at most that much, not read whole; the proxy serves on
+    offset = mitm.log_offset()
+    with (directory / "60-dump.json").open("wb") as f:
+        f.write(b'{"nodes": [' + b" " * (MAX_FILE_SIZE + 1024) + b"]}")
+    mitm.wait_for_log(r"60-dump\.json'? is larger than 67108864 bytes \(MAX_FILE_SIZE\)", timeout=20, since=offset)
+    assert Stream(mitm, count=3).run().statuses == {200}
+    assert rss_mb(mitm.pid) < 300  # the file was not held whole (nor decoded, nor parsed)
 
 
 def redis_clients(redis_server) -> int:
